@@ -1,0 +1,1 @@
+"""Audit trail of reads and writes of financial and health records."""

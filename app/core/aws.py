@@ -1,0 +1,49 @@
+"""One aioboto3 session and long-lived S3/SNS/SQS clients, entered once in the lifespan's exit stack."""
+
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import aioboto3
+from aiobotocore.config import AioConfig
+
+from app.core.config import Settings
+
+SQS_MAX_WAIT_SECONDS = 20  # API limit for long polling
+_CONNECT_TIMEOUT_SECONDS = 5
+_READ_TIMEOUT_SECONDS = 30  # above the 20 s long poll, so a poll never times out by itself
+_MAX_POOL_CONNECTIONS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class AwsClients:
+    s3: Any
+    sns: Any
+    sqs: Any
+
+
+def make_session(settings: Settings) -> aioboto3.Session:
+    secret = settings.aws_secret_access_key
+    return aioboto3.Session(
+        region_name=settings.aws_region,
+        aws_access_key_id=settings.aws_access_key_id,
+        aws_secret_access_key=secret.get_secret_value() if secret else None,
+    )
+
+
+async def open_clients(settings: Settings, stack: AsyncExitStack) -> AwsClients:
+    session = make_session(settings)
+    config = AioConfig(
+        connect_timeout=_CONNECT_TIMEOUT_SECONDS,
+        read_timeout=_READ_TIMEOUT_SECONDS,
+        retries={"mode": "standard", "max_attempts": 3},
+        max_pool_connections=_MAX_POOL_CONNECTIONS,
+    )
+    endpoint = str(settings.aws_endpoint_url) if settings.aws_endpoint_url else None
+
+    async def client(name: str) -> Any:
+        return await stack.enter_async_context(
+            session.client(name, endpoint_url=endpoint, config=config)  # type: ignore[call-overload]
+        )
+
+    return AwsClients(s3=await client("s3"), sns=await client("sns"), sqs=await client("sqs"))

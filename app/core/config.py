@@ -1,0 +1,115 @@
+"""Service settings from environment variables or `.env` (pydantic-settings), validated at start-up."""
+
+from functools import lru_cache
+from typing import Literal, TypeVar
+
+from pydantic import (
+    AnyHttpUrl,
+    Field,
+    PostgresDsn,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EXIT_CONFIG = 2  # a bad setting: fix the environment, restarting will not help
+MIN_HS256_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key must be at least 256 bits
+
+
+class SettingsError(Exception):
+    """A missing or malformed setting; the message is one line naming the variable."""
+
+
+def _one_line(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        name = str(error["loc"][0]).upper() if error["loc"] else "settings"
+        problems.append(f"{name}: {error['msg']}")
+    return "invalid configuration: " + "; ".join(problems)
+
+
+class _Base(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+
+class DatabaseSettings(_Base):
+    """What `python -m app migrate` needs."""
+
+    database_url: PostgresDsn
+    db_pool_min_size: int = Field(default=1, ge=0)
+    db_pool_max_size: int = Field(default=10, ge=1)
+    db_command_timeout_seconds: float = Field(default=30.0, gt=0)
+    db_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> "DatabaseSettings":
+        if self.db_pool_min_size > self.db_pool_max_size:
+            raise ValueError("DB_POOL_MIN_SIZE must not exceed DB_POOL_MAX_SIZE")
+        return self
+
+
+class AuthSettings(_Base):
+    """What token verification and `python -m app token` need."""
+
+    jwt_secret: SecretStr | None = None
+    jwt_jwks_url: AnyHttpUrl | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    jwks_cache_seconds: int = Field(default=300, ge=0)
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _secret_strength(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < MIN_HS256_SECRET_BYTES:
+            raise ValueError(f"must be at least {MIN_HS256_SECRET_BYTES} bytes")
+        return value
+
+    @model_validator(mode="after")
+    def _some_key(self) -> "AuthSettings":
+        if self.jwt_secret is None and self.jwt_jwks_url is None:
+            raise ValueError("set JWT_SECRET (HS256) or JWT_JWKS_URL (RS256)")
+        return self
+
+
+class Settings(DatabaseSettings, AuthSettings):
+    """Every setting of the running service; `.env.example` documents each one."""
+
+    s3_bucket_name: str = Field(min_length=3, max_length=63)
+    sns_topic_arn: str = Field(pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_.-]+$")
+    sqs_queue_url: AnyHttpUrl
+
+    aws_region: str = Field(default="us-east-1", pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    aws_endpoint_url: AnyHttpUrl | None = None
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: SecretStr | None = None
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    max_request_body_bytes: int = Field(default=1_048_576, ge=1024)
+    ready_check_timeout_seconds: float = Field(default=2.0, gt=0)
+    migrate_on_startup: bool = True
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+def load(cls: type[SettingsT]) -> SettingsT:
+    """Build settings from the environment, turning validation errors into one clear line."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        raise SettingsError(_one_line(exc)) from None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return load(Settings)

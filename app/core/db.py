@@ -1,0 +1,84 @@
+"""asyncpg pool, the per-request transaction, and versioned SQL migrations under an advisory lock."""
+
+import hashlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated
+
+import asyncpg
+from fastapi import Depends, Request
+
+from app.core.config import DatabaseSettings
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+# Any constant works as long as every replica uses the same one.
+MIGRATION_LOCK_KEY = 7_301_843_562
+POOL_ACQUIRE_TIMEOUT_SECONDS = 5.0  # past this a request gets 503 instead of queueing forever
+
+Connection = asyncpg.Connection
+
+
+class MigrationError(Exception):
+    pass
+
+
+async def create_pool(settings: DatabaseSettings) -> asyncpg.Pool:
+    return await asyncpg.create_pool(
+        str(settings.database_url),
+        min_size=settings.db_pool_min_size,
+        max_size=settings.db_pool_max_size,
+        command_timeout=settings.db_command_timeout_seconds,
+        timeout=settings.db_connect_timeout_seconds,
+        server_settings={"application_name": "aws-s3-service"},
+    )
+
+
+async def apply_migrations(conn: Connection) -> list[str]:
+    """Apply pending migrations in order, each in its own transaction; returns the versions applied."""
+    applied_now: list[str] = []
+    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+    try:
+        await conn.execute(
+            """
+            CREATE TABLE IF NOT EXISTS schema_migrations (
+                version TEXT PRIMARY KEY,
+                checksum TEXT NOT NULL,
+                applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+            )
+            """
+        )
+        rows = await conn.fetch("SELECT version, checksum FROM schema_migrations")
+        applied = {row["version"]: row["checksum"] for row in rows}
+        for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+            sql = path.read_text(encoding="utf-8")
+            checksum = hashlib.sha256(sql.encode()).hexdigest()
+            version = path.stem
+            if version in applied:
+                if applied[version] != checksum:
+                    raise MigrationError(f"migration {version} changed after it was applied")
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, checksum) VALUES ($1, $2)",
+                    version,
+                    checksum,
+                )
+            logger.info("migration applied", extra={"version": version})
+            applied_now.append(version)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+    return applied_now
+
+
+async def _transaction(request: Request) -> AsyncIterator[Connection]:
+    pool: asyncpg.Pool = request.app.state.pool
+    async with pool.acquire(timeout=POOL_ACQUIRE_TIMEOUT_SECONDS) as conn, conn.transaction():
+        yield conn
+
+
+# The edge owns the transaction: it commits when the route returns, before the response is sent.
+DbConn = Annotated[Connection, Depends(_transaction, scope="function")]

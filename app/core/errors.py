@@ -1,0 +1,164 @@
+"""RFC 9457 problem+json for every error path: domain errors, HTTP errors, validation, outages, crashes."""
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+import asyncpg
+from asgi_correlation_id import correlation_id
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+RETRY_AFTER_SECONDS = "5"  # what a 503 tells clients; long enough for a pool to reconnect
+
+
+class ProblemResponse(JSONResponse):
+    media_type = PROBLEM_JSON
+
+
+def problem(
+    status: int,
+    detail: str,
+    *,
+    slug: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extensions: Any,
+) -> ProblemResponse:
+    body: dict[str, Any] = {
+        "type": f"/problems/{slug}" if slug else "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        **extensions,
+    }
+    return ProblemResponse(body, status_code=status, headers=headers)
+
+
+class DomainError(Exception):
+    """An expected failure that maps to one HTTP status; subclasses set `status` and `slug`."""
+
+    status: int = HTTPStatus.BAD_REQUEST
+    slug: str = "bad-request"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class NotFound(DomainError):
+    status = HTTPStatus.NOT_FOUND
+    slug = "not-found"
+
+
+class Conflict(DomainError):
+    status = HTTPStatus.CONFLICT
+    slug = "conflict"
+
+
+class ServiceUnavailable(DomainError):
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    slug = "service-unavailable"
+
+
+def _field_name(loc: tuple[int | str, ...]) -> str:
+    # ("body", "email") -> "email"; ("path", "user_id") -> "user_id"; nested -> "address.city"
+    parts = [str(part) for part in loc[1:]] if len(loc) > 1 else [str(part) for part in loc]
+    return ".".join(parts)
+
+
+def _validation_problem(exc: RequestValidationError) -> ProblemResponse:
+    raw = exc.errors()
+    if any(error.get("type") == "json_invalid" for error in raw):
+        return problem(HTTPStatus.BAD_REQUEST, "The request body is not valid JSON.", slug="json")
+    errors = [
+        # The client's input is deliberately not echoed: it may hold personal data.
+        {
+            "field": _field_name(tuple(error["loc"])),
+            "in": str(error["loc"][0]),
+            "message": error["msg"],
+            "type": error["type"],
+        }
+        for error in raw
+    ]
+    fields = ", ".join(sorted({error["field"] for error in errors}))
+    return problem(
+        HTTPStatus.UNPROCESSABLE_ENTITY,
+        f"Invalid request: {fields}.",
+        slug="validation",
+        errors=errors,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def _domain(_: Request, exc: DomainError) -> ProblemResponse:
+        headers = {"Retry-After": RETRY_AFTER_SECONDS} if isinstance(exc, ServiceUnavailable) else None
+        return problem(exc.status, exc.detail, slug=exc.slug, headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> ProblemResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        return problem(exc.status_code, detail, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> ProblemResponse:
+        return _validation_problem(exc)
+
+    @app.exception_handler(asyncpg.PostgresConnectionError)
+    @app.exception_handler(asyncpg.InterfaceError)
+    @app.exception_handler(OSError)
+    @app.exception_handler(TimeoutError)
+    async def _unavailable(_: Request, exc: Exception) -> ProblemResponse:
+        logger.warning("dependency unavailable", extra={"error_type": type(exc).__name__})
+        return problem(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            "A backing service is unavailable; retry shortly.",
+            slug="service-unavailable",
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
+        )
+
+    @app.exception_handler(Exception)
+    async def _crash(_: Request, exc: Exception) -> ProblemResponse:
+        logger.error("unhandled error", exc_info=exc)
+        # Starlette answers unhandled errors outside every middleware, so the request id
+        # middleware never sees this response: the header is set here.
+        return problem(
+            HTTPStatus.INTERNAL_SERVER_ERROR,
+            "An unexpected error occurred.",
+            headers={"X-Request-ID": correlation_id.get() or "-"},
+        )
+
+
+class FieldError(BaseModel):
+    field: str
+    location: str = Field(alias="in")
+    message: str
+    type: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, as every error response of this API."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = None
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries so Swagger shows each error a route can return."""
+    return {
+        status: {
+            "model": Problem,
+            "description": HTTPStatus(status).phrase,
+            "content": {PROBLEM_JSON: {}},
+        }
+        for status in statuses
+    }

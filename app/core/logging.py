@@ -1,0 +1,69 @@
+"""One JSON object per log line (python-json-logger) with the request id; exception text never logged."""
+
+import logging
+import sys
+import traceback
+from types import TracebackType
+
+from asgi_correlation_id import CorrelationIdFilter
+from pythonjsonlogger.json import JsonFormatter
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+
+HANDLER_NAME = "app"
+# Loggers that libraries configure on their own; they are routed to our root handler instead.
+_LIBRARY_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "asgi_correlation_id")
+
+
+def _exception_without_message(ei: ExcInfo) -> str:
+    # Exception messages can carry request data (a pydantic error echoes its input, a driver
+    # error its parameters), so only the type and the stack are logged.
+    stack = "".join(traceback.format_tb(ei[2]))
+    return f"Traceback (most recent call last):\n{stack}{ei[0].__module__}.{ei[0].__qualname__}"
+
+
+class _SafeJsonFormatter(JsonFormatter):
+    def formatException(self, ei: ExcInfo) -> str:  # type: ignore[override]
+        return _exception_without_message(ei)
+
+
+class _SafeTextFormatter(logging.Formatter):
+    def formatException(self, ei: ExcInfo) -> str:  # type: ignore[override]
+        return _exception_without_message(ei)
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    """Install one stdout handler on the root logger; safe to call more than once."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.addFilter(CorrelationIdFilter(default_value="-"))
+    if fmt == "json":
+        handler.setFormatter(
+            _SafeJsonFormatter(
+                "%(asctime)s %(levelname)s %(name)s %(message)s %(correlation_id)s",
+                rename_fields={
+                    "asctime": "time",
+                    "levelname": "level",
+                    "name": "logger",
+                    "correlation_id": "request_id",
+                },
+                datefmt="%Y-%m-%dT%H:%M:%S%z",
+            )
+        )
+    else:
+        handler.setFormatter(
+            _SafeTextFormatter("%(asctime)s %(levelname)s [%(correlation_id)s] %(name)s %(message)s")
+        )
+    handler.set_name(HANDLER_NAME)
+    root = logging.getLogger()
+    # Replace only our own handler, so a test harness's capture handler survives.
+    root.handlers[:] = [h for h in root.handlers if h.get_name() != HANDLER_NAME] + [handler]
+    root.setLevel(level)
+    for name in _LIBRARY_LOGGERS:
+        library_logger = logging.getLogger(name)
+        library_logger.handlers[:] = []
+        library_logger.propagate = True
+    # Our own middleware logs each request with its route template; uvicorn's access line
+    # would add the raw path, which can hold identifiers.
+    logging.getLogger("uvicorn.access").disabled = True
+    # botocore at DEBUG logs request bodies and headers.
+    logging.getLogger("botocore").setLevel(max(logging.INFO, root.level))

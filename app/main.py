@@ -1,0 +1,87 @@
+"""create_app() and the lifespan that owns the settings, the database pool and the AWS clients."""
+
+import asyncio
+import logging
+import re
+import sys
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import asyncpg
+from asgi_correlation_id import CorrelationIdMiddleware
+from fastapi import FastAPI
+
+from app.core import aws, db
+from app.core.config import EXIT_CONFIG, Settings, SettingsError, get_settings
+from app.core.errors import install_error_handlers
+from app.core.http import AccessLogMiddleware, BodyLimitMiddleware
+from app.core.logging import configure_logging
+from app.core.security import TokenVerifier
+from app.ops.router import router as ops_router
+from app.users.router import router as users_router
+
+logger = logging.getLogger(__name__)
+
+POOL_CLOSE_TIMEOUT_SECONDS = 10.0
+# A client's request id is echoed only if it is short and plain, so it cannot forge log lines.
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    async with AsyncExitStack() as stack:
+        pool = await db.create_pool(settings)
+        stack.push_async_callback(_close_pool, pool)
+        if settings.migrate_on_startup:
+            async with pool.acquire() as conn:
+                await db.apply_migrations(conn)
+        app.state.pool = pool
+        app.state.aws = await aws.open_clients(settings, stack)
+        logger.info("service started")
+        yield
+        logger.info("service stopping")
+
+
+async def _close_pool(pool: asyncpg.Pool) -> None:
+    try:
+        await asyncio.wait_for(pool.close(), POOL_CLOSE_TIMEOUT_SECONDS)
+    except TimeoutError:
+        pool.terminate()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The ASGI app; with no argument, settings come from the environment.
+
+    A bad environment exits with one line on stderr: uvicorn's `--factory` would otherwise print
+    a traceback around it.
+    """
+    if settings is None:
+        try:
+            settings = get_settings()
+        except SettingsError as exc:
+            print(exc, file=sys.stderr)  # noqa: T201  (logging is not configured yet)
+            raise SystemExit(EXIT_CONFIG) from None
+    configure_logging(settings.log_level, settings.log_format)
+    app = FastAPI(
+        title="aws-s3-service",
+        version="0.1.0",
+        description="S3 read/merge/upload, SNS publish, user records in PostgreSQL, "
+        "and exactly-once ingestion of files announced on SQS.",
+        lifespan=lifespan,
+        swagger_ui_parameters={"persistAuthorization": True},
+    )
+    app.state.settings = settings
+    app.state.token_verifier = TokenVerifier(settings)
+    install_error_handlers(app)
+    app.include_router(ops_router)
+    app.include_router(users_router)
+    # Added last = outermost: the request id exists before anything logs.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
+    app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(
+        CorrelationIdMiddleware,
+        header_name="X-Request-ID",
+        validator=lambda value: bool(_REQUEST_ID.match(value)),
+    )
+    return app

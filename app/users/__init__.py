@@ -1,0 +1,1 @@
+"""User personal, financial and health records in PostgreSQL."""

@@ -1,0 +1,98 @@
+"""All SQL for the users_personal, users_financial and users_health tables."""
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from app.core.db import Connection
+from app.users.schemas import (
+    FinancialRead,
+    HealthRead,
+    PersonalRead,
+    RecordType,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Table:
+    name: str
+    columns: tuple[str, ...]  # writable columns, after user_id
+    read_model: type[BaseModel]
+
+    @property
+    def returning(self) -> str:
+        return ", ".join(("user_id", *self.columns, "created_at", "updated_at"))
+
+
+# Identifiers in the SQL below come only from these constants, never from input.
+TABLES: dict[RecordType, _Table] = {
+    RecordType.PERSONAL: _Table(
+        "users_personal",
+        ("name", "email", "phone", "address", "date_of_birth"),
+        PersonalRead,
+    ),
+    RecordType.FINANCIAL: _Table(
+        "users_financial",
+        ("account_number", "credit_score", "annual_income", "total_debt"),
+        FinancialRead,
+    ),
+    RecordType.HEALTH: _Table(
+        "users_health",
+        ("blood_type", "conditions", "medications", "allergies"),
+        HealthRead,
+    ),
+}
+
+
+def _model(table: _Table, row: Any) -> Any:
+    return table.read_model.model_validate(dict(row)) if row is not None else None
+
+
+async def insert(conn: Connection, kind: RecordType, user_id: str, values: dict[str, Any]) -> Any:
+    """Insert a record; None if the user already has one of this kind."""
+    table = TABLES[kind]
+    columns = ", ".join(("user_id", *table.columns))
+    placeholders = ", ".join(f"${i}" for i in range(1, len(table.columns) + 2))
+    row = await conn.fetchrow(
+        f"INSERT INTO {table.name} ({columns}) VALUES ({placeholders}) "  # noqa: S608
+        f"ON CONFLICT (user_id) DO NOTHING RETURNING {table.returning}",
+        user_id,
+        *(values.get(column) for column in table.columns),
+    )
+    return _model(table, row)
+
+
+async def get(conn: Connection, kind: RecordType, user_id: str) -> Any:
+    table = TABLES[kind]
+    row = await conn.fetchrow(
+        f"SELECT {table.returning} FROM {table.name} WHERE user_id = $1",  # noqa: S608
+        user_id,
+    )
+    return _model(table, row)
+
+
+async def update(conn: Connection, kind: RecordType, user_id: str, changes: dict[str, Any]) -> Any:
+    """Set only the given columns and bump updated_at; None if there is no such record."""
+    table = TABLES[kind]
+    unknown = changes.keys() - set(table.columns)
+    if unknown:
+        raise ValueError(f"not columns of {table.name}: {sorted(unknown)}")
+    names = list(changes)
+    assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(names, start=2))
+    row = await conn.fetchrow(
+        f"UPDATE {table.name} SET {assignments}, updated_at = now() "  # noqa: S608
+        f"WHERE user_id = $1 RETURNING {table.returning}",
+        user_id,
+        *(changes[name] for name in names),
+    )
+    return _model(table, row)
+
+
+async def delete(conn: Connection, kind: RecordType, user_id: str) -> bool:
+    table = TABLES[kind]
+    deleted = await conn.fetchval(
+        f"DELETE FROM {table.name} WHERE user_id = $1 RETURNING user_id",  # noqa: S608
+        user_id,
+    )
+    return deleted is not None

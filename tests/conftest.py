@@ -1,0 +1,157 @@
+"""Real servers for the suite: PostgreSQL (embedded, or TEST_DATABASE_URL) and a moto server over HTTP."""
+
+import asyncio
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from app.core.config import Settings
+from app.main import create_app
+from devtools.bootstrap import bootstrap_aws
+from devtools.servers import start_moto, start_postgres
+from tests.helpers import TEST_JWT_SECRET, ServiceProcess, bearer
+
+AWS_REGION = "us-east-1"
+
+# boto3 must never find real credentials or reach AWS from a test.
+os.environ.update(
+    AWS_ACCESS_KEY_ID="test",
+    AWS_SECRET_ACCESS_KEY="test",
+    AWS_DEFAULT_REGION=AWS_REGION,
+)
+for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+    os.environ.pop(_name, None)
+
+
+def _with_database(dsn: str, database: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+async def _create_database(admin_dsn: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An admin DSN of a PostgreSQL server the suite may create databases on."""
+    external = os.environ.get("TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    server = start_postgres(tmp_path_factory.mktemp("postgres"), durable=False)
+    try:
+        yield server.dsn
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def new_database(postgres_server: str) -> Callable[[], str]:
+    """Makes an empty database with a unique name and returns its DSN."""
+
+    def make() -> str:
+        name = f"test_{secrets.token_hex(6)}"
+        asyncio.run(_create_database(postgres_server, name))
+        return _with_database(postgres_server, name)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def database_url(new_database: Callable[[], str]) -> str:
+    return new_database()
+
+
+@pytest.fixture(scope="session")
+def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = start_moto(log_path=tmp_path_factory.mktemp("moto") / "moto.log")
+    try:
+        yield server.endpoint_url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def aws_resources(moto_url: str) -> dict[str, str]:
+    return bootstrap_aws(
+        moto_url,
+        AWS_REGION,
+        bucket="test-bucket",
+        topic="test-events",
+        queue="test-ingest",
+        dlq="test-ingest-dlq",
+    )
+
+
+@pytest.fixture(scope="session")
+def service_env(database_url: str, moto_url: str, aws_resources: dict[str, str]) -> dict[str, str]:
+    """The environment a real service process of the suite runs with."""
+    return {
+        "DATABASE_URL": database_url,
+        "AWS_ENDPOINT_URL": moto_url,
+        "AWS_REGION": AWS_REGION,
+        "S3_BUCKET_NAME": aws_resources["S3_BUCKET_NAME"],
+        "SNS_TOPIC_ARN": aws_resources["SNS_TOPIC_ARN"],
+        "SQS_QUEUE_URL": aws_resources["SQS_QUEUE_URL"],
+        "JWT_SECRET": TEST_JWT_SECRET,
+    }
+
+
+@pytest.fixture(scope="session")
+def settings(service_env: dict[str, str]) -> Settings:
+    return Settings(**{name.lower(): value for name, value in service_env.items()})  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture(scope="session")
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@pytest.fixture(scope="session")
+def auth() -> dict[str, str]:
+    return bearer()
+
+
+@pytest.fixture(scope="session")
+async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
+    """A direct connection for checking what the service wrote."""
+    conn = await asyncpg.connect(str(settings.database_url))
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def spawn_service(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
+    started: list[ServiceProcess] = []
+
+    def spawn(env: dict[str, str]) -> ServiceProcess:
+        service = ServiceProcess(env, tmp_path / f"service-{len(started)}.log")
+        started.append(service)
+        return service
+
+    yield spawn
+    for service in started:
+        service.stop()

@@ -1,0 +1,156 @@
+"""Real service processes: bad settings, concurrent start-up and migrations, and no PII in the logs."""
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from app.core.db import MIGRATIONS_DIR
+from tests.helpers import ROOT, ServiceProcess, bearer, unique_id
+
+
+def _run_app(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.endswith(("_URL", "_ARN", "_NAME", "SECRET"))}
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DATABASE_URL", "not a url"),
+        ("DATABASE_URL", None),
+        ("SQS_QUEUE_URL", "queue"),
+        ("SNS_TOPIC_ARN", "topic"),
+        ("JWT_SECRET", "short"),
+        ("DB_POOL_MAX_SIZE", "many"),
+        ("LOG_LEVEL", "LOUD"),
+    ],
+)
+def test_bad_setting_stops_startup_with_one_line_naming_it(
+    service_env: dict[str, str], variable: str, value: str | None
+) -> None:
+    env = {k: v for k, v in service_env.items() if k != variable}
+    if value is not None:
+        env[variable] = value
+    result = _run_app(["serve", "--port", "1"], env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert variable in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_uvicorn_factory_with_bad_setting_fails_with_one_line(service_env: dict[str, str]) -> None:
+    # What the container runs: uvicorn's own CLI with the factory.
+    env = {**service_env, "SNS_TOPIC_ARN": "nope"}
+    clean = {k: v for k, v in os.environ.items() if not k.endswith(("_URL", "_ARN", "_NAME", "SECRET"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app", "--port", "1"],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    error_lines = [line for line in result.stderr.splitlines() if "SNS_TOPIC_ARN" in line]
+    assert len(error_lines) == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_three_instances_on_an_empty_database_apply_each_migration_once(
+    service_env: dict[str, str],
+    new_database: Callable[[], str],
+    spawn_service: Callable[[dict[str, str]], ServiceProcess],
+) -> None:
+    env = {**service_env, "DATABASE_URL": new_database()}
+    services = [spawn_service(env) for _ in range(3)]
+    for service in services:
+        service.wait_healthy()
+    for service in services:
+        assert httpx.get(f"{service.url}/ready", timeout=10).status_code == 200
+
+    async def applied() -> list[str]:
+        conn = await asyncpg.connect(env["DATABASE_URL"])
+        try:
+            rows = await conn.fetch("SELECT version FROM schema_migrations ORDER BY version")
+            return [row["version"] for row in rows]
+        finally:
+            await conn.close()
+
+    expected = sorted(path.stem for path in MIGRATIONS_DIR.glob("*.sql"))
+    assert asyncio.run(applied()) == expected
+
+
+def test_migrate_cli_applies_then_reports_up_to_date(
+    service_env: dict[str, str], new_database: Callable[[], str]
+) -> None:
+    env = {"DATABASE_URL": new_database()}
+    first = _run_app(["migrate"], env)
+    assert first.returncode == 0, first.stderr
+    assert "0001_init" in first.stdout
+    second = _run_app(["migrate"], env)
+    assert second.returncode == 0
+    assert "up to date" in second.stdout
+
+
+PII = {
+    "email": "pii.canary@example.org",
+    "phone": "+1 202 555 0199",
+    "address": "742 Evergreen Terrace Canary",
+    "account_number": "CANARYACCT998877",
+    "condition": "canary-condition-xyz",
+    "medication": "canarymedicine",
+}
+
+
+def test_no_personal_data_reaches_the_logs(
+    service_env: dict[str, str],
+    spawn_service: Callable[[dict[str, str]], ServiceProcess],
+    tmp_path: Path,
+) -> None:
+    service = spawn_service({**service_env, "LOG_LEVEL": "DEBUG"})
+    service.wait_healthy()
+    user_id = unique_id()
+    headers = bearer()
+    personal = {"user_id": user_id, "name": "Canary", "email": PII["email"], "phone": PII["phone"]}
+    personal["address"] = PII["address"]
+    financial = {"user_id": user_id, "account_number": PII["account_number"], "credit_score": 700}
+    health = {"user_id": user_id, "conditions": [PII["condition"]], "medications": [PII["medication"]]}
+    with httpx.Client(base_url=service.url, headers=headers, timeout=10) as http:
+        for kind, body in (("personal", personal), ("financial", financial), ("health", health)):
+            assert http.post(f"/users/{kind}", json=body).status_code == 201
+            assert http.post(f"/users/{kind}", json=body).status_code == 409
+            assert http.get(f"/users/{user_id}/{kind}").status_code == 200
+        assert http.get(f"/users/{user_id}").status_code == 200
+        bad = {**personal, "user_id": unique_id(), "email": PII["email"] + " not valid"}
+        assert http.post("/users/personal", json=bad).status_code == 422
+        assert (
+            http.patch(f"/users/{user_id}/financial", json={"credit_score": PII["phone"]}).status_code == 422
+        )
+        assert (
+            http.post(
+                "/users/health", content=str(health), headers={"Content-Type": "text/plain"}
+            ).status_code
+            == 415
+        )
+    service.stop()
+    log = service.log_path.read_text()
+    # The requests were logged (as JSON, by route template), just without their data.
+    request_lines = [line for line in log.splitlines() if '"route": "/users/{user_id}/financial"' in line]
+    assert request_lines, log[:3000]
+    for value in PII.values():
+        assert value not in log, f"{value!r} leaked into the log"

@@ -1,0 +1,116 @@
+"""App-wide behaviour: health, readiness, metrics, request ids and problem+json for every error path."""
+
+import logging
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from app.core.config import Settings
+from app.core.logging import HANDLER_NAME
+from app.main import create_app
+from tests.helpers import bearer, problem_of
+
+
+async def test_health_is_ok_without_auth(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"message": "ok"}
+
+
+async def test_ready_reports_each_check_ok(client: httpx.AsyncClient) -> None:
+    response = await client.get("/ready")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready", "checks": {"database": "ok", "s3": "ok", "sqs": "ok"}}
+
+
+@pytest.fixture
+async def app_with_missing_bucket(settings: Settings) -> AsyncIterator[FastAPI]:
+    broken = create_app(settings.model_copy(update={"s3_bucket_name": "no-such-bucket-here"}))
+    async with broken.router.lifespan_context(broken):
+        yield broken
+
+
+async def test_ready_is_503_naming_the_failed_check(app_with_missing_bucket: FastAPI) -> None:
+    transport = httpx.ASGITransport(app=app_with_missing_bucket)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        response = await http.get("/ready")
+    assert response.status_code == 503
+    problem = problem_of(response)
+    assert problem["checks"] == {"database": "ok", "s3": "failed: ClientError", "sqs": "ok"}
+    assert "s3" in problem["detail"]
+
+
+async def test_metrics_exposes_request_counts_by_route_template(client: httpx.AsyncClient) -> None:
+    await client.get("/users/someone-unknown/personal", headers=bearer())
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert 'route="/users/{user_id}/personal",status="404"' in text
+    assert "someone-unknown" not in text
+    assert "http_request_duration_seconds_bucket" in text
+
+
+async def test_request_id_is_echoed_when_sent(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health", headers={"X-Request-ID": "client-id-123"})
+    assert response.headers["x-request-id"] == "client-id-123"
+
+
+async def test_request_id_is_generated_when_absent_or_unsafe(client: httpx.AsyncClient) -> None:
+    plain = await client.get("/health")
+    unsafe = await client.get("/health", headers={"X-Request-ID": 'bad id\n{"level":"ERROR"}'})
+    assert len(plain.headers["x-request-id"]) == 32
+    assert unsafe.headers["x-request-id"] != 'bad id\n{"level":"ERROR"}'
+    assert len(unsafe.headers["x-request-id"]) == 32
+
+
+async def test_unknown_route_is_404_problem(client: httpx.AsyncClient) -> None:
+    response = await client.get("/nope", headers={"X-Request-ID": "r-404"})
+    assert response.status_code == 404
+    assert problem_of(response)["title"] == "Not Found"
+    assert response.headers["x-request-id"] == "r-404"
+
+
+async def test_wrong_method_is_405_problem_with_allow(client: httpx.AsyncClient) -> None:
+    response = await client.put("/health")
+    assert response.status_code == 405
+    problem_of(response)
+    assert "GET" in response.headers["allow"]
+
+
+async def test_crash_is_500_problem_without_details_or_message_in_logs(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    crashing = create_app(settings)
+
+    @crashing.get("/boom")
+    async def boom(email: str) -> None:
+        raise RuntimeError(f"secret {email} SELECT * FROM users_personal")
+
+    transport = httpx.ASGITransport(app=crashing, raise_app_exceptions=False)
+    with caplog.at_level(logging.ERROR):
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            response = await http.get("/boom?email=ada@example.com", headers={"X-Request-ID": "r-500"})
+    assert response.status_code == 500
+    problem = problem_of(response)
+    assert "secret" not in response.text
+    assert "SELECT" not in response.text
+    assert problem["detail"] == "An unexpected error occurred."
+    assert response.headers["x-request-id"] == "r-500"
+    ours = next(h for h in logging.getLogger().handlers if h.get_name() == HANDLER_NAME)
+    logged = "\n".join(ours.format(record) for record in caplog.records)
+    assert "RuntimeError" in logged
+    assert "ada@example.com" not in logged
+
+
+async def test_docs_and_openapi_are_public_and_declare_bearer_auth(client: httpx.AsyncClient) -> None:
+    docs = await client.get("/docs")
+    assert docs.status_code == 200
+    assert "swagger-ui" in docs.text
+    spec = (await client.get("/openapi.json")).json()
+    assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    create = spec["paths"]["/users/personal"]["post"]
+    assert create["security"] == [{"HTTPBearer": []}]
+    assert {"401", "403", "409", "415", "422"} <= create["responses"].keys()
