@@ -35,6 +35,27 @@ def unique_id(prefix: str = "u") -> str:
     return f"{prefix}-{secrets.token_hex(6)}"
 
 
+def isolated_env(env: dict[str, str]) -> dict[str, str]:
+    """The test process's environment without service settings, plus `env` and the app on the path.
+
+    Commands run from a temporary directory so a developer's `.env` in the repo is not read.
+    """
+    keep = {k: v for k, v in os.environ.items() if not k.endswith(("_URL", "_ARN", "_NAME", "SECRET"))}
+    return {**keep, "PYTHONPATH": str(ROOT), **env}
+
+
+def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`python -m app ARGS` to completion."""
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        cwd=cwd,
+        env=isolated_env(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 class ServiceProcess:
     """`python -m app serve` in a subprocess, for what only a real process shows."""
 
@@ -45,8 +66,8 @@ class ServiceProcess:
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "app", "serve", "--port", str(self.port)],
-            cwd=ROOT,
-            env={**os.environ, **env},
+            cwd=log_path.parent,
+            env=isolated_env(env),
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )

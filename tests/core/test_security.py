@@ -1,13 +1,14 @@
 """Bearer JWT checks: HS256, RS256 from a loopback JWKS server, issuer/audience, scopes, attacks."""
 
 import base64
+import hashlib
+import hmac
 import json
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,7 +20,7 @@ from fastapi import FastAPI
 
 from app.core.config import Settings
 from app.main import create_app
-from tests.helpers import ALL_SCOPES, ROOT, TEST_JWT_SECRET, make_token, problem_of
+from tests.helpers import ALL_SCOPES, TEST_JWT_SECRET, make_token, problem_of, run_cli
 
 PROTECTED = "/users/nobody-here/personal"  # 404 once authorized: proves the token got through
 
@@ -147,9 +148,6 @@ async def test_hs256_token_signed_with_the_public_key_is_401(
     )
     header = _b64({"alg": "HS256", "typ": "JWT", "kid": "test-key"})
     payload = _b64(_claims(iss="https://issuer.test/", aud="aws-s3-service"))
-    import hashlib
-    import hmac
-
     signature = hmac.new(public_pem, f"{header}.{payload}".encode(), hashlib.sha256).digest()
     forged = f"{header}.{payload}." + base64.urlsafe_b64encode(signature).rstrip(b"=").decode()
     # The RS app also trusts JWT_SECRET for HS256; the forged token is not signed with it.
@@ -159,31 +157,21 @@ async def test_hs256_token_signed_with_the_public_key_is_401(
 # --- python -m app token ------------------------------------------------------------------------
 
 
-def test_token_cli_mints_a_token_the_api_accepts_scopes_of() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "app", "token", "--scopes", "users:read", "--subject", "cli-user"],
-        cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", "JWT_SECRET": TEST_JWT_SECRET},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
+def test_token_cli_mints_a_token_with_the_scopes_asked(tmp_path: Path) -> None:
+    result = run_cli(
+        ["token", "--scopes", "users:read", "--subject", "cli-user"],
+        {"JWT_SECRET": TEST_JWT_SECRET},
+        tmp_path,
     )
+    assert result.returncode == 0, result.stderr
     claims = jwt.decode(result.stdout.strip(), TEST_JWT_SECRET, algorithms=["HS256"])
     assert claims["sub"] == "cli-user"
     assert claims["scope"] == "users:read"
     assert claims["exp"] > time.time()
 
 
-def test_token_cli_refuses_unknown_scope() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "app", "token", "--scopes", "users:read admin"],
-        cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", "JWT_SECRET": TEST_JWT_SECRET},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def test_token_cli_refuses_unknown_scope(tmp_path: Path) -> None:
+    result = run_cli(["token", "--scopes", "users:read admin"], {"JWT_SECRET": TEST_JWT_SECRET}, tmp_path)
     assert result.returncode == 2
     assert "admin" in result.stderr
     assert result.stdout == ""

@@ -1,7 +1,6 @@
 """Real service processes: bad settings, concurrent start-up and migrations, and no PII in the logs."""
 
 import asyncio
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -12,19 +11,7 @@ import httpx
 import pytest
 
 from app.core.db import MIGRATIONS_DIR
-from tests.helpers import ROOT, ServiceProcess, bearer, unique_id
-
-
-def _run_app(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.endswith(("_URL", "_ARN", "_NAME", "SECRET"))}
-    return subprocess.run(
-        [sys.executable, "-m", "app", *args],
-        cwd=ROOT,
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+from tests.helpers import ServiceProcess, bearer, isolated_env, run_cli, unique_id
 
 
 @pytest.mark.parametrize(
@@ -40,12 +27,12 @@ def _run_app(args: list[str], env: dict[str, str]) -> subprocess.CompletedProces
     ],
 )
 def test_bad_setting_stops_startup_with_one_line_naming_it(
-    service_env: dict[str, str], variable: str, value: str | None
+    service_env: dict[str, str], variable: str, value: str | None, tmp_path: Path
 ) -> None:
     env = {k: v for k, v in service_env.items() if k != variable}
     if value is not None:
         env[variable] = value
-    result = _run_app(["serve", "--port", "1"], env)
+    result = run_cli(["serve", "--port", "1"], env, tmp_path)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -53,14 +40,15 @@ def test_bad_setting_stops_startup_with_one_line_naming_it(
     assert "Traceback" not in result.stderr
 
 
-def test_uvicorn_factory_with_bad_setting_fails_with_one_line(service_env: dict[str, str]) -> None:
+def test_uvicorn_factory_with_bad_setting_fails_with_one_line(
+    service_env: dict[str, str], tmp_path: Path
+) -> None:
     # What the container runs: uvicorn's own CLI with the factory.
     env = {**service_env, "SNS_TOPIC_ARN": "nope"}
-    clean = {k: v for k, v in os.environ.items() if not k.endswith(("_URL", "_ARN", "_NAME", "SECRET"))}
     result = subprocess.run(
         [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app", "--port", "1"],
-        cwd=ROOT,
-        env={**clean, **env},
+        cwd=tmp_path,
+        env=isolated_env(env),
         capture_output=True,
         text=True,
         timeout=60,
@@ -95,14 +83,12 @@ def test_three_instances_on_an_empty_database_apply_each_migration_once(
     assert asyncio.run(applied()) == expected
 
 
-def test_migrate_cli_applies_then_reports_up_to_date(
-    service_env: dict[str, str], new_database: Callable[[], str]
-) -> None:
+def test_migrate_cli_applies_then_reports_up_to_date(new_database: Callable[[], str], tmp_path: Path) -> None:
     env = {"DATABASE_URL": new_database()}
-    first = _run_app(["migrate"], env)
+    first = run_cli(["migrate"], env, tmp_path)
     assert first.returncode == 0, first.stderr
     assert "0001_init" in first.stdout
-    second = _run_app(["migrate"], env)
+    second = run_cli(["migrate"], env, tmp_path)
     assert second.returncode == 0
     assert "up to date" in second.stdout
 
