@@ -104,7 +104,11 @@ class AccessLogMiddleware:
             REQUESTS.labels(method, route, str(status)).inc()
             LATENCY.labels(method, route).observe(elapsed)
             logger.info(
-                "request",
+                "%s %s %s %.1fms",
+                method,
+                route,
+                status,
+                elapsed * 1000,
                 extra={
                     "method": method,
                     "route": route,

@@ -100,7 +100,7 @@ class PersonalUpdate(_Update):
     date_of_birth: PastDate | None = None
 
 
-class PersonalRead(_Read, PersonalFields):
+class PersonalRead(PersonalFields, _Read):
     pass
 
 
@@ -123,7 +123,7 @@ class FinancialUpdate(_Update):
     total_debt: Money | None = None
 
 
-class FinancialRead(_Read, FinancialFields):
+class FinancialRead(FinancialFields, _Read):
     pass
 
 
@@ -146,7 +146,7 @@ class HealthUpdate(_Update):
     allergies: HealthList | None = None
 
 
-class HealthRead(_Read, HealthFields):
+class HealthRead(HealthFields, _Read):
     pass
 
 

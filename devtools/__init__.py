@@ -1,0 +1,1 @@
+"""Development and test tooling: local PostgreSQL and moto servers, AWS bootstrap, `make run`."""
