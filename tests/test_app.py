@@ -2,6 +2,7 @@
 
 import logging
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -10,7 +11,8 @@ from fastapi import FastAPI
 from app.core.config import Settings
 from app.core.logging import HANDLER_NAME
 from app.main import create_app
-from tests.helpers import bearer, problem_of
+from tests.faults import TcpProxy
+from tests.helpers import bearer, problem_of, unique_id
 
 
 async def test_health_is_ok_without_auth(client: httpx.AsyncClient) -> None:
@@ -114,3 +116,28 @@ async def test_docs_and_openapi_are_public_and_declare_bearer_auth(client: httpx
     create = spec["paths"]["/users/personal"]["post"]
     assert create["security"] == [{"HTTPBearer": []}]
     assert {"401", "403", "409", "415", "422"} <= create["responses"].keys()
+
+
+async def test_database_outage_is_503_problem_then_recovers(settings: Settings) -> None:
+    database = urlsplit(str(settings.database_url))
+    proxy = TcpProxy(database.hostname or "127.0.0.1", database.port or 5432)
+    await proxy.start()
+    proxied_url = urlunsplit(database._replace(netloc=f"{database.username}@127.0.0.1:{proxy.port}"))
+    proxied = create_app(settings.model_copy(update={"database_url": proxied_url}))
+    async with proxied.router.lifespan_context(proxied):
+        transport = httpx.ASGITransport(app=proxied, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            path = f"/users/{unique_id()}/personal"
+            assert (await http.get(path, headers=bearer())).status_code == 404
+            await proxy.cut()
+            down = await http.get(path, headers=bearer())
+            assert down.status_code == 503
+            assert problem_of(down)["detail"] == "A backing service is unavailable; retry shortly."
+            assert down.headers["retry-after"]
+            not_ready = await http.get("/ready")
+            assert not_ready.status_code == 503
+            assert problem_of(not_ready)["checks"]["database"].startswith("failed")
+            await proxy.restore()
+            assert (await http.get(path, headers=bearer())).status_code == 404
+            assert (await http.get("/ready")).status_code == 200
+        await proxy.cut()
