@@ -84,7 +84,25 @@ def _postgres_process_owner() -> dict[str, Any]:
     return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
 
-class EmbeddedPostgres:
+class _Server:
+    """`with start_...() as server:` stops the server on the way out."""
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class EmbeddedPostgres(_Server):
     """A PostgreSQL cluster in `data_dir`, served on 127.0.0.1:`port` with trust auth.
 
     Create it with start_postgres(); stop() (or leaving the `with` block) shuts it down.
@@ -128,17 +146,6 @@ class EmbeddedPostgres:
         if self._socket_tmp_dir is not None:
             shutil.rmtree(self._socket_tmp_dir, ignore_errors=True)
             self._socket_tmp_dir = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _start(self) -> None:
         self._owner = _postgres_process_owner()
@@ -248,7 +255,7 @@ def start_postgres(data_dir: Path, port: int | None = None, *, durable: bool = T
     return server
 
 
-class MotoServer:
+class MotoServer(_Server):
     """A `moto.server` subprocess (all AWS services in one process) on 127.0.0.1:`port`."""
 
     def __init__(self, port: int, log_path: Path | None = None) -> None:
@@ -278,17 +285,6 @@ class MotoServer:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _start(self) -> None:
         if not port_is_free(self.port):
