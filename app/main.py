@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import asyncpg
+import httpx
 from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 
@@ -23,6 +24,7 @@ from app.users.router import router as users_router
 logger = logging.getLogger(__name__)
 
 POOL_CLOSE_TIMEOUT_SECONDS = 10.0
+OUTBOUND_HTTP_TIMEOUT_SECONDS = 5.0
 # A client's request id is echoed only if it is short and plain, so it cannot forge log lines.
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -38,6 +40,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 await db.apply_migrations(conn)
         app.state.pool = pool
         app.state.aws = await aws.open_clients(settings, stack)
+        # Outbound HTTP (SNS certificates and subscription confirmations); never follows redirects,
+        # so a trusted URL cannot bounce the service to an untrusted one.
+        app.state.http = await stack.enter_async_context(
+            httpx.AsyncClient(timeout=OUTBOUND_HTTP_TIMEOUT_SECONDS, follow_redirects=False)
+        )
         logger.info("service started")
         yield
         logger.info("service stopping")

@@ -1,7 +1,8 @@
 """Service settings from environment variables or `.env` (pydantic-settings), validated at start-up."""
 
+import re
 from functools import lru_cache
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import (
     AnyHttpUrl,
@@ -12,7 +13,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 EXIT_CONFIG = 2  # a bad setting: fix the environment, restarting will not help
 MIN_HS256_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key must be at least 256 bits
@@ -90,8 +91,35 @@ class Settings(DatabaseSettings, AuthSettings):
     log_format: Literal["json", "text"] = "json"
 
     max_request_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_upload_bytes: int = Field(default=104_857_600, ge=1024)
+    s3_max_json_bytes: int = Field(default=10_485_760, ge=1024)
+
+    # SNS HTTP(S) subscriptions: certificate and subscribe URLs must match this pattern, and only
+    # these topics are accepted (empty: SNS_TOPIC_ARN alone).
+    sns_trusted_url_pattern: str = r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/"
+    sns_webhook_topic_arns: Annotated[list[str], NoDecode] = Field(default_factory=list)
     ready_check_timeout_seconds: float = Field(default=2.0, gt=0)
     migrate_on_startup: bool = True
+
+    @field_validator("sns_webhook_topic_arns", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("sns_trusted_url_pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
+    @property
+    def accepted_topic_arns(self) -> frozenset[str]:
+        return frozenset(self.sns_webhook_topic_arns or [self.sns_topic_arn])
 
     @field_validator("log_level", mode="before")
     @classmethod
