@@ -18,6 +18,8 @@ from app.core.errors import install_error_handlers
 from app.core.http import AccessLogMiddleware, BodyLimitMiddleware
 from app.core.logging import configure_logging
 from app.core.security import TokenVerifier
+from app.files.router import router as files_router
+from app.notifications.router import router as notifications_router
 from app.ops.router import router as ops_router
 from app.users.router import router as users_router
 
@@ -25,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 POOL_CLOSE_TIMEOUT_SECONDS = 10.0
 OUTBOUND_HTTP_TIMEOUT_SECONDS = 5.0
+MULTIPART_ENVELOPE_BYTES = 65_536  # boundaries, part headers and small fields around an uploaded file
 # A client's request id is echoed only if it is short and plain, so it cannot forge log lines.
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -83,8 +86,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(ops_router)
     app.include_router(users_router)
+    app.include_router(files_router)
+    app.include_router(notifications_router)
     # Added last = outermost: the request id exists before anything logs.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_request_body_bytes,
+        # The upload route streams and enforces the exact file limit itself; this bounds the envelope.
+        per_path={"/s3/upload": settings.max_upload_bytes + MULTIPART_ENVELOPE_BYTES},
+    )
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(
         CorrelationIdMiddleware,

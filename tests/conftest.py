@@ -5,6 +5,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -16,9 +17,8 @@ from app.core.config import Settings
 from app.main import create_app
 from devtools.bootstrap import bootstrap_aws
 from devtools.servers import start_moto, start_postgres
+from tests.aws import AWS_REGION, boto_client
 from tests.helpers import TEST_JWT_SECRET, ServiceProcess, bearer
-
-AWS_REGION = "us-east-1"
 
 # boto3 must never find real credentials or reach AWS from a test.
 os.environ.update(
@@ -155,3 +155,29 @@ def spawn_service(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
     yield spawn
     for service in started:
         service.stop()
+
+
+@pytest.fixture(scope="session")
+def s3(moto_url: str) -> Any:
+    return boto_client("s3", moto_url)
+
+
+@pytest.fixture(scope="session")
+def sqs(moto_url: str) -> Any:
+    return boto_client("sqs", moto_url)
+
+
+@pytest.fixture(scope="session")
+def bucket(aws_resources: dict[str, str]) -> str:
+    return aws_resources["S3_BUCKET_NAME"]
+
+
+@pytest.fixture(scope="session")
+def notifications_queue(moto_url: str, aws_resources: dict[str, str], sqs: Any) -> str:
+    """A queue subscribed to the service's topic, as a subscriber of its notifications would be."""
+    url: str = sqs.create_queue(QueueName="test-notifications")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    boto_client("sns", moto_url).subscribe(
+        TopicArn=aws_resources["SNS_TOPIC_ARN"], Protocol="sqs", Endpoint=arn
+    )
+    return url

@@ -6,6 +6,7 @@ from typing import Any
 
 import aioboto3
 from aiobotocore.config import AioConfig
+from botocore.exceptions import ClientError
 
 from app.core.config import Settings
 
@@ -13,6 +14,32 @@ SQS_MAX_WAIT_SECONDS = 20  # API limit for long polling
 _CONNECT_TIMEOUT_SECONDS = 5
 _READ_TIMEOUT_SECONDS = 30  # above the 20 s long poll, so a poll never times out by itself
 _MAX_POOL_CONNECTIONS = 50
+
+
+# Error codes that mean "AWS is busy or briefly failing": the client should retry later.
+TRANSIENT_ERROR_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "TooManyRequestsException",
+        "ServiceUnavailable",
+        "InternalError",
+        "InternalFailure",
+        "RequestTimeout",
+    }
+)
+
+
+def error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", "Unknown"))
+
+
+def is_transient(exc: ClientError) -> bool:
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    return error_code(exc) in TRANSIENT_ERROR_CODES or status >= 500
 
 
 @dataclass(frozen=True, slots=True)

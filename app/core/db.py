@@ -3,6 +3,7 @@
 import hashlib
 import logging
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -74,9 +75,15 @@ async def apply_migrations(conn: Connection) -> list[str]:
     return applied_now
 
 
-async def _transaction(request: Request) -> AsyncIterator[Connection]:
-    pool: asyncpg.Pool = request.app.state.pool
+@asynccontextmanager
+async def transaction(pool: asyncpg.Pool) -> AsyncIterator[Connection]:
+    """A pooled connection inside a transaction that commits on a clean exit."""
     async with pool.acquire(timeout=POOL_ACQUIRE_TIMEOUT_SECONDS) as conn, conn.transaction():
+        yield conn
+
+
+async def _transaction(request: Request) -> AsyncIterator[Connection]:
+    async with transaction(request.app.state.pool) as conn:
         yield conn
 
 

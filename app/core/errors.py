@@ -6,11 +6,14 @@ from typing import Any
 
 import asyncpg
 from asgi_correlation_id import correlation_id
+from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.core import aws
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +49,11 @@ class DomainError(Exception):
     status: int = HTTPStatus.BAD_REQUEST
     slug: str = "bad-request"
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, *, field: str | None = None, location: str = "body") -> None:
         super().__init__(detail)
         self.detail = detail
+        self.field = field  # set when one input field is at fault: rendered in `errors`
+        self.location = location
 
 
 class NotFound(DomainError):
@@ -95,11 +100,29 @@ def _validation_problem(exc: RequestValidationError) -> ProblemResponse:
     )
 
 
+def _unavailable_problem() -> ProblemResponse:
+    return problem(
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        "A backing service is unavailable; retry shortly.",
+        slug="service-unavailable",
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
+    )
+
+
+def _route(request: Request) -> str:
+    return getattr(request.scope.get("route"), "path", "-")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> ProblemResponse:
         headers = {"Retry-After": RETRY_AFTER_SECONDS} if isinstance(exc, ServiceUnavailable) else None
-        return problem(exc.status, exc.detail, slug=exc.slug, headers=headers)
+        extensions: dict[str, Any] = {}
+        if exc.field is not None:
+            extensions["errors"] = [
+                {"field": exc.field, "in": exc.location, "message": exc.detail, "type": exc.slug}
+            ]
+        return problem(exc.status, exc.detail, slug=exc.slug, headers=headers, **extensions)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> ProblemResponse:
@@ -114,14 +137,25 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(asyncpg.InterfaceError)
     @app.exception_handler(OSError)
     @app.exception_handler(TimeoutError)
-    async def _unavailable(_: Request, exc: Exception) -> ProblemResponse:
-        logger.warning("dependency unavailable", extra={"error_type": type(exc).__name__})
-        return problem(
-            HTTPStatus.SERVICE_UNAVAILABLE,
-            "A backing service is unavailable; retry shortly.",
-            slug="service-unavailable",
-            headers={"Retry-After": RETRY_AFTER_SECONDS},
+    async def _unavailable(request: Request, exc: Exception) -> ProblemResponse:
+        logger.warning(
+            "dependency unavailable", extra={"error_type": type(exc).__name__, "route": _route(request)}
         )
+        return _unavailable_problem()
+
+    @app.exception_handler(ClientError)
+    async def _aws_refused(request: Request, exc: ClientError) -> ProblemResponse:
+        code = aws.error_code(exc)
+        logger.warning("aws error", extra={"aws_error_code": code, "route": _route(request)})
+        if aws.is_transient(exc):
+            return _unavailable_problem()
+        # AWS's own message can name resources and principals: only the code goes out.
+        return problem(HTTPStatus.BAD_GATEWAY, f"AWS refused the request ({code}).", slug="aws")
+
+    @app.exception_handler(BotoCoreError)
+    async def _aws_unreachable(request: Request, exc: BotoCoreError) -> ProblemResponse:
+        logger.warning("aws unreachable", extra={"error_type": type(exc).__name__, "route": _route(request)})
+        return _unavailable_problem()
 
     @app.exception_handler(Exception)
     async def _crash(_: Request, exc: Exception) -> ProblemResponse:

@@ -33,14 +33,16 @@ class BodyTooLarge(HTTPException):
 class BodyLimitMiddleware:
     """Refuses bodies over the limit from Content-Length, and counts bytes for chunked bodies."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, per_path: dict[str, int] | None = None) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default_max_bytes = max_bytes
+        self.per_path = per_path or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.per_path.get(scope["path"], self.default_max_bytes)
         declared = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
         received = int(declared) if declared.isdigit() else 0
 
@@ -48,13 +50,13 @@ class BodyLimitMiddleware:
             # Raised inside the app (not answered here) so the problem+json handler renders it;
             # a declared length over the limit fails before any byte is read.
             nonlocal received
-            if received > self.max_bytes:
-                raise BodyTooLarge(self.max_bytes)
+            if received > max_bytes:
+                raise BodyTooLarge(max_bytes)
             message = await receive()
             if message["type"] == "http.request" and not declared:
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
+                if received > max_bytes:
+                    raise BodyTooLarge(max_bytes)
             return message
 
         await self.app(scope, limited_receive, send)

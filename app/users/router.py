@@ -5,7 +5,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Response
 from pydantic import BaseModel
 
-from app.core.db import DbConn
+from app.core.db import DbConn, transaction
+from app.core.deps import AppSettings, Aws, DbPool
 from app.core.errors import problem_responses
 from app.core.http import require_json
 from app.core.security import Principal, requires
@@ -22,6 +23,9 @@ from app.users.schemas import (
     PersonalRead,
     PersonalUpdate,
     RecordType,
+    SendRequest,
+    SendResponse,
+    UserFiles,
     UserRecords,
 )
 
@@ -96,6 +100,51 @@ def _add_record_routes(
         return Response(status_code=204)
 
 
+def _add_file_route(kind: RecordType) -> None:
+    @router.get(
+        f"/{{user_id}}/s3/{kind}",
+        name=f"get_{kind}_file",
+        summary=f"Read users/{kind}/{{user_id}}.json from S3",
+        responses=problem_responses(404, 422, 502, 503),
+    )
+    async def read_file(
+        user_id: UserIdPath, conn: DbConn, aws: Aws, settings: AppSettings, principal: Reader
+    ) -> Any:
+        return await service.get_file(conn, principal, aws, settings, kind, user_id)
+
+
+@router.get(
+    "/{user_id}/s3/all",
+    response_model=UserFiles,
+    summary="Read the user's three S3 files (null for a missing one)",
+    responses=problem_responses(404, 422, 502, 503),
+)
+async def get_user_files(
+    user_id: UserIdPath, conn: DbConn, aws: Aws, settings: AppSettings, principal: Reader
+) -> UserFiles:
+    return await service.get_all_files(conn, principal, aws, settings, user_id)
+
+
+@router.post(
+    "/sqs/send",
+    status_code=202,
+    response_model=SendResponse,
+    summary="Send the user's records from the database to SQS (one message per record type)",
+    dependencies=[Depends(require_json)],
+    responses=problem_responses(404, 415, 422, 503),
+)
+async def send_to_sqs(
+    body: SendRequest, pool: DbPool, aws: Aws, settings: AppSettings, principal: Writer
+) -> SendResponse:
+    # Read (and audit) in one transaction, commit, then send: never announce what did not commit.
+    async with transaction(pool) as conn:
+        records = await service.read_for_sending(conn, principal, body.user_id, body.data_type)
+    message_ids = await service.send_to_queue(aws.sqs, str(settings.sqs_queue_url), body.user_id, records)
+    return SendResponse(user_id=body.user_id, message_ids=message_ids)
+
+
+for _kind in RecordType:
+    _add_file_route(_kind)
 _add_record_routes(RecordType.PERSONAL, PersonalCreate, PersonalUpdate, PersonalRead)
 _add_record_routes(RecordType.FINANCIAL, FinancialCreate, FinancialUpdate, FinancialRead)
 _add_record_routes(RecordType.HEALTH, HealthCreate, HealthUpdate, HealthRead)

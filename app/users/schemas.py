@@ -155,3 +155,29 @@ class UserRecords(BaseModel):
     personal: PersonalRead | None
     financial: FinancialRead | None
     health: HealthRead | None
+
+
+class SendDataType(StrEnum):
+    PERSONAL = "personal"
+    FINANCIAL = "financial"
+    HEALTH = "health"
+    ALL = "all"
+
+    def record_types(self) -> list[RecordType]:
+        return list(RecordType) if self is SendDataType.ALL else [RecordType(self.value)]
+
+
+class SendRequest(_Input):
+    user_id: UserId
+    data_type: SendDataType
+
+
+class SendResponse(BaseModel):
+    user_id: str
+    message_ids: dict[RecordType, str]
+
+
+class UserFiles(BaseModel):
+    personal: Any
+    financial: Any
+    health: Any

@@ -1,0 +1,188 @@
+"""HTTP routes over S3: GET and PUT (merge patch) a JSON object, POST a file upload."""
+
+from http import HTTPStatus
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import ClientDisconnect
+
+from app.core.aws import AwsClients
+from app.core.config import Settings
+from app.core.deps import AppSettings, Aws
+from app.core.errors import problem_responses
+from app.core.http import BodyTooLarge, require_json
+from app.core.security import Principal, requires
+from app.files import service
+from app.files.keys import content_type_for, validate_key
+from app.files.multipart import BadForm, boundary_of, read_form
+from app.files.storage import StreamingUpload
+
+router = APIRouter(prefix="/s3", tags=["s3"], responses=problem_responses(401, 403))
+
+Reader = Annotated[Principal, Depends(requires("s3:read"))]
+Writer = Annotated[Principal, Depends(requires("s3:write"))]
+NOTIFICATION_HEADER = "X-Notification-Published"
+
+
+class UploadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(description="Where to store the file; .json, .jsonl, .ndjson or .csv, optionally .gz")
+    content: Any = Field(
+        description="JSON for a .json key (or its text); a list of objects or the text for .jsonl/.ndjson; "
+        "the text for .csv. Gzipped by the service for .gz keys."
+    )
+
+
+class UploadResponse(BaseModel):
+    bucket: str
+    key: str
+    etag: str
+    size: int
+    version_id: str | None
+    content_type: str
+    notification_published: bool = Field(
+        description="False if the SNS notification failed after the write (the file is stored)"
+    )
+
+
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": UploadRequest.model_json_schema()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "key": {"type": "string", "description": "defaults to the file's name"},
+                        "file": {"type": "string", "format": "binary"},
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+@router.get(
+    "/{key:path}",
+    summary="Read the JSON object at key",
+    responses={**problem_responses(404, 422, 502, 503), 304: {"description": "Not modified"}},
+)
+async def get_object(
+    key: str,
+    aws: Aws,
+    settings: AppSettings,
+    _: Reader,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    stored = await service.get_json(aws, settings, validate_key(key))
+    headers = {"ETag": stored.etag}
+    if if_none_match is not None and service.etag_matches(if_none_match, stored.etag):
+        return Response(status_code=HTTPStatus.NOT_MODIFIED, headers=headers)
+    return JSONResponse(stored.document, headers=headers)
+
+
+@router.put(
+    "/{key:path}",
+    summary="Merge-update the JSON object at key (RFC 7396 JSON Merge Patch)",
+    description="The patch's objects merge into the stored object, `null` removes a member, anything "
+    "else replaces. Safe under concurrent writers. Send `If-Match: <ETag>` to update only the version "
+    "you read (412 otherwise).",
+    dependencies=[Depends(require_json)],
+    responses=problem_responses(404, 409, 412, 415, 422, 502, 503),
+)
+async def merge_object(
+    key: str,
+    patch: Annotated[Any, Body(media_type="application/merge-patch+json")],
+    aws: Aws,
+    settings: AppSettings,
+    _: Writer,
+    if_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    merged, result = await service.merge(aws, settings, validate_key(key), patch, if_match)
+    return JSONResponse(
+        merged,
+        headers={"ETag": result.written.etag, NOTIFICATION_HEADER: str(result.notified).lower()},
+    )
+
+
+@router.post(
+    "/upload",
+    status_code=201,
+    response_model=UploadResponse,
+    summary="Upload a .json/.jsonl/.ndjson/.csv file (optionally .gz)",
+    description="Either a JSON body `{key, content}` or multipart/form-data with a `file` part and an "
+    "optional `key` field placed before it. Multipart files are streamed to S3; 409 if the key exists "
+    "unless `overwrite=true`.",
+    openapi_extra=_UPLOAD_BODY,
+    responses=problem_responses(409, 413, 415, 422, 502, 503),
+)
+async def upload(
+    request: Request,
+    aws: Aws,
+    settings: AppSettings,
+    _: Writer,
+    overwrite: Annotated[bool, Query(description="replace an existing object")] = False,
+) -> UploadResponse:
+    content_type = request.headers.get("content-type", "")
+    boundary = boundary_of(content_type)
+    if boundary is not None:
+        key, result = await _upload_multipart(request, aws, settings, boundary, overwrite=overwrite)
+    else:
+        await require_json(request)
+        body = await _read_limited(request, settings.max_request_body_bytes)
+        try:
+            parsed = UploadRequest.model_validate_json(body)
+        except ValidationError as exc:
+            raise RequestValidationError(
+                [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
+            ) from None
+        key = validate_key(parsed.key, "body")
+        result = await service.upload_content(aws, settings, key, parsed.content, overwrite=overwrite)
+    return UploadResponse(
+        bucket=settings.s3_bucket_name,
+        key=key,
+        etag=result.written.etag,
+        size=result.written.size,
+        version_id=result.written.version_id,
+        content_type=content_type_for(key),
+        notification_published=result.notified,
+    )
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise BodyTooLarge(limit)
+    return bytes(body)
+
+
+async def _upload_multipart(
+    request: Request, aws: AwsClients, settings: Settings, boundary: bytes, *, overwrite: bool
+) -> tuple[str, service.WriteResult]:
+    target: dict[str, Any] = {}
+
+    async def on_file(filename: str | None, fields: dict[str, str]) -> Any:
+        key = validate_key(fields.get("key") or filename or "", "body")
+        stream = await service.start_stream(aws, settings, key, overwrite=overwrite)
+        target.update(key=key, stream=stream)
+        return stream.write
+
+    try:
+        _, saw_file = await read_form(boundary, request.stream(), on_file)
+        if not saw_file:
+            raise BadForm("The form has no `file` part.")
+        upload: StreamingUpload = target["stream"]
+        return target["key"], await service.finish_stream(aws, settings, target["key"], upload)
+    except (Exception, ClientDisconnect):
+        if "stream" in target:
+            await target["stream"].abort()
+        raise

@@ -1,0 +1,1 @@
+"""SNS: publishing and the HTTP(S) subscription webhook."""

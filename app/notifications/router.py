@@ -1,0 +1,32 @@
+"""POST /sns/publish: publish a client's message to the service's topic."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+
+from app.core.deps import AppSettings, Aws
+from app.core.errors import problem_responses
+from app.core.http import require_json
+from app.core.security import Principal, requires
+from app.notifications import publisher
+from app.notifications.schemas import PublishRequest, PublishResponse
+
+router = APIRouter(prefix="/sns", tags=["sns"], responses=problem_responses(401, 403))
+
+
+@router.post(
+    "/publish",
+    status_code=202,
+    response_model=PublishResponse,
+    summary="Publish a message (string or JSON) to the SNS topic",
+    dependencies=[Depends(require_json)],
+    responses=problem_responses(413, 415, 422, 502, 503),
+)
+async def publish(
+    body: PublishRequest,
+    aws: Aws,
+    settings: AppSettings,
+    _: Annotated[Principal, Depends(requires("sns:publish"))],
+) -> Any:
+    result = await publisher.publish(aws.sns, settings.sns_topic_arn, body)
+    return PublishResponse(message_id=result["MessageId"], sequence_number=result.get("SequenceNumber"))

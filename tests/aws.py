@@ -1,0 +1,49 @@
+"""Sync boto3 clients on the suite's moto server, and waiting for messages with a deadline."""
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+
+AWS_REGION = "us-east-1"
+
+
+def boto_client(service: str, endpoint_url: str) -> Any:
+    return boto3.client(service, endpoint_url=endpoint_url, region_name=AWS_REGION)
+
+
+def receive_until(
+    sqs: Any, queue_url: str, matches: Callable[[dict[str, Any]], bool], deadline_seconds: float = 15.0
+) -> dict[str, Any]:
+    """The first message whose SNS-unwrapped body satisfies `matches`; others are deleted as seen."""
+    deadline = time.monotonic() + deadline_seconds
+    while time.monotonic() < deadline:
+        response = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1, MessageAttributeNames=["All"]
+        )
+        for message in response.get("Messages", []):
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            if matches(message):
+                return message
+    raise AssertionError(f"no matching message on {queue_url} within {deadline_seconds}s")
+
+
+def sns_envelope(message: dict[str, Any]) -> dict[str, Any]:
+    envelope: dict[str, Any] = json.loads(message["Body"])
+    return envelope
+
+
+def notification_for(key: str) -> Callable[[dict[str, Any]], bool]:
+    """Matches the service's own change notification about `key`, delivered through SNS."""
+
+    def matches(message: dict[str, Any]) -> bool:
+        envelope = sns_envelope(message)
+        try:
+            body = json.loads(envelope.get("Message", ""))
+        except ValueError:
+            return False
+        return isinstance(body, dict) and body.get("key") == key
+
+    return matches
