@@ -11,8 +11,8 @@ from app.core import aws
 from app.core.errors import DomainError, NotFound
 
 S3_MIN_PART_BYTES = 5 * 1024 * 1024  # API limit: every part but the last is at least 5 MiB
-UPLOAD_PART_BYTES = 8 * 1024 * 1024  # the most memory one upload holds at a time
-S3_MAX_PARTS = 10_000  # API limit; 8 MiB parts allow files of up to ~78 GiB
+UPLOAD_PART_BYTES = S3_MIN_PART_BYTES  # what one upload holds in memory; files of up to ~48 GiB
+S3_MAX_PARTS = 10_000  # API limit
 _MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
 _PRECONDITION = frozenset({"PreconditionFailed", "412"})
 # S3 answers 409 ConditionalRequestConflict when two conditional writes race on one key.
@@ -144,7 +144,8 @@ class StreamingUpload:
         self._content_type = content_type
         self._overwrite = overwrite
         self._max_bytes = max_bytes
-        self._buffer = bytearray()
+        self._chunks: list[bytes] = []  # joined into a part once they reach UPLOAD_PART_BYTES
+        self._buffered = 0
         self._size = 0
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
@@ -160,11 +161,10 @@ class StreamingUpload:
             raise UploadTooLarge(self._max_bytes)
         if len(self.head) < 2:
             self.head = (self.head + chunk)[:2]
-        self._buffer += chunk
-        while len(self._buffer) >= UPLOAD_PART_BYTES:
-            part = bytes(self._buffer[:UPLOAD_PART_BYTES])
-            del self._buffer[:UPLOAD_PART_BYTES]
-            await self._upload_part(part)
+        self._chunks.append(chunk)
+        self._buffered += len(chunk)
+        if self._buffered >= UPLOAD_PART_BYTES:
+            await self._upload_part(self._take_buffer())
 
     async def finish(self) -> Written:
         if self._upload_id is None:
@@ -172,13 +172,12 @@ class StreamingUpload:
                 self._s3,
                 self._bucket,
                 self._key,
-                bytes(self._buffer),
+                self._take_buffer(),
                 self._content_type,
                 if_none_match=not self._overwrite,
             )
-        if self._buffer:
-            await self._upload_part(bytes(self._buffer))
-            self._buffer.clear()
+        if self._buffered:
+            await self._upload_part(self._take_buffer())
         conditions = {} if self._overwrite else {"IfNoneMatch": "*"}
         try:
             response = await self._s3.complete_multipart_upload(
@@ -201,6 +200,12 @@ class StreamingUpload:
         if self._upload_id is not None:
             upload_id, self._upload_id = self._upload_id, None
             await self._s3.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=upload_id)
+
+    def _take_buffer(self) -> bytes:
+        data = b"".join(self._chunks)
+        self._chunks.clear()
+        self._buffered = 0
+        return data
 
     async def _upload_part(self, data: bytes) -> None:
         if self._upload_id is None:

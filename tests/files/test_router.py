@@ -359,7 +359,7 @@ async def test_multipart_upload_larger_than_one_part_is_reassembled(
 ) -> None:
     key = new_key(".jsonl")
     line = b'{"id": 1, "payload": "' + b"x" * 1000 + b'"}\n'
-    content = line * (17 * 1024)  # ~17 MB: three 8 MiB parts
+    content = line * (17 * 1024)  # ~17 MB: four parts of 5 MiB
     response = await client.post(
         "/s3/upload", data={"key": key}, files={"file": ("big.jsonl", content)}, headers=bearer()
     )
