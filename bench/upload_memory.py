@@ -56,39 +56,42 @@ def main() -> int:
     parser.add_argument("--megabytes", type=int, default=50)
     args = parser.parse_args()
     size = args.megabytes * 1024 * 1024
-    with tempfile.TemporaryDirectory() as tmp, start_postgres(Path(tmp) / "pg", durable=False) as pg:
-        with start_moto(log_path=Path(tmp) / "moto.log") as moto:
-            resources = bootstrap_aws(
-                moto.endpoint_url,
-                "us-east-1",
-                bucket="bench-bucket",
-                topic="bench",
-                queue="bench",
-                dlq="bench-dlq",
-            )
-            secret = secrets.token_urlsafe(48)
-            env = {
-                **os.environ,
-                "DATABASE_URL": pg.dsn,
-                "AWS_ENDPOINT_URL": moto.endpoint_url,
-                "AWS_ACCESS_KEY_ID": "bench",
-                "AWS_SECRET_ACCESS_KEY": "bench",
-                "JWT_SECRET": secret,
-                "LOG_LEVEL": "WARNING",
-                "MAX_UPLOAD_BYTES": str(size + 1),
-                **{k: v for k, v in resources.items() if k != "SQS_DLQ_URL"},
-            }
-            port = free_port()
-            server = subprocess.Popen(
-                [sys.executable, "-m", "app", "serve", "--port", str(port)],
-                cwd=tmp,
-                env={**env, "PYTHONPATH": str(ROOT)},
-            )
-            try:
-                return measure(server, f"http://127.0.0.1:{port}", secret, size)
-            finally:
-                server.terminate()
-                server.wait(30)
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        start_postgres(Path(tmp) / "pg", durable=False) as pg,
+        start_moto(log_path=Path(tmp) / "moto.log") as moto,
+    ):
+        resources = bootstrap_aws(
+            moto.endpoint_url,
+            "us-east-1",
+            bucket="bench-bucket",
+            topic="bench",
+            queue="bench",
+            dlq="bench-dlq",
+        )
+        secret = secrets.token_urlsafe(48)
+        env = {
+            **os.environ,
+            "DATABASE_URL": pg.dsn,
+            "AWS_ENDPOINT_URL": moto.endpoint_url,
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "JWT_SECRET": secret,
+            "LOG_LEVEL": "WARNING",
+            "MAX_UPLOAD_BYTES": str(size + 1),
+            **{k: v for k, v in resources.items() if k != "SQS_DLQ_URL"},
+        }
+        port = free_port()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "app", "serve", "--port", str(port)],
+            cwd=tmp,
+            env={**env, "PYTHONPATH": str(ROOT)},
+        )
+        try:
+            return measure(server, f"http://127.0.0.1:{port}", secret, size)
+        finally:
+            server.terminate()
+            server.wait(30)
 
 
 def measure(server: subprocess.Popen[bytes], base_url: str, secret: str, size: int) -> int:
@@ -117,7 +120,8 @@ def measure(server: subprocess.Popen[bytes], base_url: str, secret: str, size: i
         elapsed = time.perf_counter() - started
         after = peak_rss_bytes(server.pid)
     response.raise_for_status()
-    assert response.json()["size"] == size, response.text
+    if response.json()["size"] != size:
+        raise RuntimeError(f"the service stored {response.json()['size']} bytes, not {size}")
     growth = after - before
     result = {
         "file_bytes": size,
@@ -133,8 +137,8 @@ def measure(server: subprocess.Popen[bytes], base_url: str, secret: str, size: i
     mib = 1024 * 1024
     print(
         f"upload {size / mib:.0f} MiB in {elapsed:.1f}s ({result['mb_per_second']} MB/s): server peak RSS "
-        f"{before / mib:.0f} -> {after / mib:.0f} MiB (+{growth / mib:.1f} MiB, {result['growth_ratio']:.0%} of "
-        f"the file; limit {MAX_GROWTH_RATIO:.0%})"
+        f"{before / mib:.0f} -> {after / mib:.0f} MiB (+{growth / mib:.1f} MiB, "
+        f"{result['growth_ratio']:.0%} of the file; limit {MAX_GROWTH_RATIO:.0%})"
     )
     return 0 if growth <= MAX_GROWTH_RATIO * size else 1
 
