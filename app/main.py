@@ -20,6 +20,8 @@ from app.core.logging import configure_logging
 from app.core.security import TokenVerifier
 from app.files.router import router as files_router
 from app.notifications.router import router as notifications_router
+from app.notifications.webhook import SnsMessageVerifier
+from app.notifications.webhook import router as sns_webhook_router
 from app.ops.router import router as ops_router
 from app.users.router import router as users_router
 
@@ -47,6 +49,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # so a trusted URL cannot bounce the service to an untrusted one.
         app.state.http = await stack.enter_async_context(
             httpx.AsyncClient(timeout=OUTBOUND_HTTP_TIMEOUT_SECONDS, follow_redirects=False)
+        )
+        app.state.sns_verifier = SnsMessageVerifier(
+            settings.sns_trusted_url_pattern,
+            app.state.http,
+            accepted_topic_arns=settings.accepted_topic_arns,
         )
         logger.info("service started")
         yield
@@ -88,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(users_router)
     app.include_router(files_router)
     app.include_router(notifications_router)
+    app.include_router(sns_webhook_router)
     # Added last = outermost: the request id exists before anything logs.
     app.add_middleware(
         BodyLimitMiddleware,

@@ -1,0 +1,319 @@
+"""POST /sns/webhook: the SNS HTTP(S) subscription endpoint, authenticated by the SNS message signature."""
+
+import asyncio
+import base64
+import json
+import logging
+import re
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from fastapi import APIRouter, Request
+from prometheus_client import Counter
+
+from app.core.errors import DomainError, ServiceUnavailable, problem_responses
+
+logger = logging.getLogger(__name__)
+
+NOTIFICATION = "Notification"
+SUBSCRIPTION_CONFIRMATION = "SubscriptionConfirmation"
+UNSUBSCRIBE_CONFIRMATION = "UnsubscribeConfirmation"
+MESSAGE_TYPE_HEADER = "x-amz-sns-message-type"
+
+CERT_MAX_BYTES = 16_384  # an SNS signing certificate is about 2 KiB; anything far bigger is not one
+CERT_CACHE_ENTRIES = 32  # SNS signs with one certificate per region at a time
+MAX_MESSAGE_AGE = timedelta(hours=1)  # replay guard; SNS stops retrying an HTTP delivery after 3600 s
+MAX_CLOCK_SKEW = timedelta(minutes=5)  # a Timestamp this far in the future is still believed
+
+# The keys each type signs, in the order of AWS's "string to sign"; Subject only when present.
+_CONFIRMATION_KEYS = ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type")
+_SIGNED_KEYS: dict[str, tuple[str, ...]] = {
+    NOTIFICATION: ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
+    SUBSCRIPTION_CONFIRMATION: _CONFIRMATION_KEYS,
+    UNSUBSCRIBE_CONFIRMATION: _CONFIRMATION_KEYS,
+}
+_OPTIONAL_SIGNED_KEYS = frozenset({"Subject"})
+# SignatureVersion 1 is SHA1withRSA by SNS's definition; only version 2 avoids SHA-1.
+_SIGNATURE_HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {"1": hashes.SHA1, "2": hashes.SHA256}
+# URL parsers disagree on whitespace, control characters and backslashes (WHATWG reads `\` as `/`),
+# so a URL holding any could be matched as one host and fetched from another.
+_AMBIGUOUS_URL_CHARS = re.compile(r"[\s\x00-\x1f\x7f\\]")
+
+# Called with (message body, SNS message id) for each verified Notification; set by ingestion on
+# `app.state.sns_notification_handler`. An exception makes the webhook fail, so SNS retries.
+NotificationHandler = Callable[[str, str], Awaitable[None]]
+
+MESSAGES = Counter(
+    "sns_webhook_messages_total",
+    "Messages received on the SNS webhook, by type and outcome",
+    ["type", "outcome"],
+)
+
+
+class SnsMessageRejected(DomainError):
+    """The message is not provably from SNS for an accepted topic; nothing is done with it."""
+
+    status = HTTPStatus.FORBIDDEN
+    slug = "sns-signature"
+
+
+class SnsBodyInvalid(DomainError):
+    slug = "json"
+
+
+class SubscriptionNotConfirmed(DomainError):
+    status = HTTPStatus.BAD_GATEWAY
+    slug = "sns-confirmation"
+
+
+@dataclass(frozen=True, slots=True)
+class SnsNotification:
+    message_id: str
+    topic_arn: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class SnsConfirmation:
+    """A SubscriptionConfirmation or UnsubscribeConfirmation; `subscribe_url` matched the trusted pattern."""
+
+    type: str
+    message_id: str
+    topic_arn: str
+    subscribe_url: str
+
+
+def _field(document: dict[str, Any], key: str) -> str:
+    value = document.get(key)
+    if value is None:
+        raise SnsMessageRejected(f"The SNS message has no `{key}`.")
+    if not isinstance(value, str):
+        raise SnsMessageRejected(f"The SNS message's `{key}` is not a string.")
+    return value
+
+
+def _check_fresh(timestamp: str) -> None:
+    try:
+        sent = datetime.fromisoformat(timestamp)
+    except ValueError:
+        raise SnsMessageRejected("The SNS message's `Timestamp` is not a valid time.") from None
+    if sent.tzinfo is None:
+        raise SnsMessageRejected("The SNS message's `Timestamp` has no time zone.")
+    now = datetime.now(UTC)
+    if not now - MAX_MESSAGE_AGE <= sent <= now + MAX_CLOCK_SKEW:
+        raise SnsMessageRejected("The SNS message is too old or from the future.")
+
+
+def _signature(encoded: str) -> bytes:
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except ValueError:  # binascii.Error, or a non-ASCII string
+        raise SnsMessageRejected("The SNS signature is not valid base64.") from None
+
+
+class SnsMessageVerifier:
+    """Verifies SNS messages as AWS documents; certificates come only from trusted URLs, then are cached."""
+
+    def __init__(
+        self,
+        trusted_url_pattern: str,
+        http: httpx.AsyncClient,
+        *,
+        accepted_topic_arns: Collection[str],
+    ) -> None:
+        self._trusted = re.compile(trusted_url_pattern)
+        self._http = http
+        self._topics = frozenset(accepted_topic_arns)
+        self._keys: OrderedDict[str, rsa.RSAPublicKey] = OrderedDict()
+        self._fetching: dict[str, asyncio.Task[rsa.RSAPublicKey]] = {}
+
+    async def verify(self, document: dict[str, Any]) -> SnsNotification | SnsConfirmation:
+        """The verified message, or SnsMessageRejected; every cheap check runs before any fetch."""
+        kind = _field(document, "Type")
+        signed_keys = _SIGNED_KEYS.get(kind)
+        if signed_keys is None:
+            raise SnsMessageRejected("The SNS message type is not supported.")
+        algorithm = _SIGNATURE_HASHES.get(_field(document, "SignatureVersion"))
+        if algorithm is None:
+            raise SnsMessageRejected("The SNS signature version is not supported.")
+        signed = {
+            key: _field(document, key)
+            for key in signed_keys
+            if not (key in _OPTIONAL_SIGNED_KEYS and document.get(key) is None)
+        }
+        if signed["TopicArn"] not in self._topics:
+            raise SnsMessageRejected("The SNS topic is not accepted here.")
+        _check_fresh(signed["Timestamp"])
+        cert_url = _field(document, "SigningCertURL")
+        if not self.is_trusted(cert_url) or not urlsplit(cert_url).path.endswith(".pem"):
+            raise SnsMessageRejected("The signing certificate URL is not trusted.")
+        subscribe_url = signed.get("SubscribeURL")
+        if subscribe_url is not None and not self.is_trusted(subscribe_url):
+            raise SnsMessageRejected("The subscribe URL is not trusted.")
+        signature = _signature(_field(document, "Signature"))
+        public_key = await self._public_key(cert_url)
+        string_to_sign = "".join(f"{key}\n{value}\n" for key, value in signed.items())
+        try:
+            public_key.verify(signature, string_to_sign.encode(), padding.PKCS1v15(), algorithm())
+        except InvalidSignature:
+            raise SnsMessageRejected("The SNS signature does not match the message.") from None
+        if subscribe_url is None:
+            return SnsNotification(signed["MessageId"], signed["TopicArn"], signed["Message"])
+        return SnsConfirmation(kind, signed["MessageId"], signed["TopicArn"], subscribe_url)
+
+    def is_trusted(self, url: str) -> bool:
+        """Whether the service may fetch `url`: the pattern matches and the URL parses unambiguously."""
+        if _AMBIGUOUS_URL_CHARS.search(url) or self._trusted.match(url) is None:
+            return False
+        try:
+            parts = urlsplit(url)
+            valid_port = parts.port is None or parts.port > 0  # `.port` raises on a malformed port
+        except ValueError:
+            return False
+        # Userinfo lets a lax pattern match `https://trusted@other/`, which is fetched from `other`.
+        return (
+            parts.scheme in {"http", "https"}
+            and bool(parts.hostname)
+            and "@" not in parts.netloc
+            and valid_port
+        )
+
+    async def _public_key(self, url: str) -> rsa.RSAPublicKey:
+        cached = self._keys.get(url)
+        if cached is not None:
+            self._keys.move_to_end(url)
+            return cached
+        fetch = self._fetching.get(url)
+        if fetch is None:
+            fetch = asyncio.create_task(self._fetch(url))
+            self._fetching[url] = fetch
+            fetch.add_done_callback(lambda _: self._fetching.pop(url, None))
+        # Concurrent messages share one fetch; shielded so one caller going away cannot cancel it.
+        return await asyncio.shield(fetch)
+
+    async def _fetch(self, url: str) -> rsa.RSAPublicKey:
+        pem = bytearray()
+        try:
+            # Identity encoding and raw bytes: the size cap counts what arrives, not a decompressed bomb.
+            async with self._http.stream("GET", url, headers={"Accept-Encoding": "identity"}) as response:
+                if response.status_code != HTTPStatus.OK:
+                    raise SnsMessageRejected("The signing certificate could not be fetched.")
+                async for chunk in response.aiter_raw():
+                    pem += chunk
+                    if len(pem) > CERT_MAX_BYTES:
+                        raise SnsMessageRejected("The signing certificate is too large.")
+        except httpx.InvalidURL:
+            raise SnsMessageRejected("The signing certificate URL is not trusted.") from None
+        except httpx.TransportError:
+            raise ServiceUnavailable(
+                "The signing certificate cannot be fetched now; retry shortly."
+            ) from None
+        try:
+            public_key = x509.load_pem_x509_certificate(bytes(pem)).public_key()
+        except ValueError:
+            raise SnsMessageRejected("The signing certificate is not a valid certificate.") from None
+        if not isinstance(public_key, rsa.RSAPublicKey):
+            raise SnsMessageRejected("The signing certificate does not hold an RSA key.")
+        self._keys[url] = public_key
+        if len(self._keys) > CERT_CACHE_ENTRIES:
+            self._keys.popitem(last=False)
+        return public_key
+
+
+def _parse(body: bytes) -> dict[str, Any]:
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        raise SnsBodyInvalid("The request body is not valid JSON.") from None
+    if not isinstance(document, dict):
+        raise SnsBodyInvalid("The request body must be a JSON object.")
+    return document
+
+
+async def _confirm(http: httpx.AsyncClient, confirmation: SnsConfirmation) -> None:
+    log_fields = {"message_id": confirmation.message_id, "topic_arn": confirmation.topic_arn}
+    try:
+        # The body (a ConfirmSubscriptionResponse) is never read: the status says enough.
+        async with http.stream("GET", confirmation.subscribe_url) as response:
+            confirmed, status = response.is_success, response.status_code
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        logger.warning(
+            "sns subscription not confirmed", extra={**log_fields, "error_type": type(exc).__name__}
+        )
+        raise SubscriptionNotConfirmed("Could not confirm the subscription.") from None
+    if not confirmed:
+        logger.warning("sns subscription not confirmed", extra={**log_fields, "status": status})
+        raise SubscriptionNotConfirmed("Could not confirm the subscription.")
+    logger.info("sns subscription confirmed", extra=log_fields)
+
+
+router = APIRouter(tags=["sns"])
+
+
+@router.post(
+    "/sns/webhook",
+    summary="SNS HTTP(S) subscription endpoint; the SNS message signature is the authentication",
+    responses=problem_responses(400, 403, 413, 502, 503),
+)
+async def sns_webhook(request: Request) -> dict[str, str]:
+    """Confirms subscriptions and hands notifications to ingestion. SNS sends JSON as text/plain."""
+    type_label = "unknown"  # only known types become label values, so forged ones cannot grow the series
+    try:
+        document = _parse(await request.body())
+        if document.get("Type") in _SIGNED_KEYS:
+            type_label = document["Type"]
+        declared = request.headers.get(MESSAGE_TYPE_HEADER)
+        if declared is not None and declared != document.get("Type"):
+            raise SnsMessageRejected(f"The {MESSAGE_TYPE_HEADER} header does not match the message type.")
+        message = await request.app.state.sns_verifier.verify(document)
+    except DomainError as exc:
+        MESSAGES.labels(
+            type_label, "rejected" if exc.status < HTTPStatus.INTERNAL_SERVER_ERROR else "failed"
+        ).inc()
+        # Only our own reason is logged: every field of an unverified message is the sender's choice.
+        logger.warning("sns message refused", extra={"sns_type": type_label, "reason": exc.detail})
+        raise
+
+    if isinstance(message, SnsNotification):
+        handler: NotificationHandler | None = getattr(request.app.state, "sns_notification_handler", None)
+        if handler is None:
+            logger.info(
+                "notification accepted (no dispatcher yet)",
+                extra={"message_id": message.message_id, "topic_arn": message.topic_arn},
+            )
+        else:
+            try:
+                await handler(message.message, message.message_id)
+            except Exception:
+                # Answered 500 by the app's handler, so SNS delivers the message again.
+                MESSAGES.labels(NOTIFICATION, "failed").inc()
+                raise
+        MESSAGES.labels(NOTIFICATION, "accepted").inc()
+        return {"status": "accepted", "message_id": message.message_id}
+
+    if message.type == SUBSCRIPTION_CONFIRMATION:
+        try:
+            await _confirm(request.app.state.http, message)
+        except SubscriptionNotConfirmed:
+            MESSAGES.labels(SUBSCRIPTION_CONFIRMATION, "failed").inc()
+            raise
+        MESSAGES.labels(SUBSCRIPTION_CONFIRMATION, "confirmed").inc()
+        return {"status": "confirmed", "topic_arn": message.topic_arn}
+
+    # Deliberately not resubscribed: whoever unsubscribed the endpoint meant it.
+    logger.info(
+        "sns unsubscribe confirmation received",
+        extra={"message_id": message.message_id, "topic_arn": message.topic_arn},
+    )
+    MESSAGES.labels(UNSUBSCRIBE_CONFIRMATION, "accepted").inc()
+    return {"status": "unsubscribed"}
