@@ -87,6 +87,24 @@ class Settings(DatabaseSettings, AuthSettings):
     aws_access_key_id: str | None = None
     aws_secret_access_key: SecretStr | None = None
 
+    # The SQS consumer (SPEC 7).
+    sqs_consumer_enabled: bool = True
+    sqs_wait_time_seconds: int = Field(default=20, ge=0, le=20)
+    sqs_batch_size: int = Field(default=10, ge=1, le=10)
+    sqs_max_in_flight: int = Field(default=8, ge=1, le=100)
+    sqs_visibility_timeout_seconds: int = Field(default=120, ge=10, le=43_200)
+    sqs_backoff_base_seconds: int = Field(default=5, ge=0, le=43_200)
+    sqs_backoff_max_seconds: int = Field(default=900, ge=0, le=43_200)
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0, le=3_600)
+
+    # Ingestion of files.
+    ingest_lease_seconds: int = Field(default=300, ge=10)
+    ingest_max_file_bytes: int = Field(default=2 * 1024**3, ge=1)
+    ingest_max_decompressed_bytes: int = Field(default=8 * 1024**3, ge=1)
+    ingest_max_records: int = Field(default=50_000_000, ge=1)
+    ingest_error_policy: Literal["reject_file", "skip_rows"] = "reject_file"
+    ingest_exclude_prefixes: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["reports/"])
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
 
@@ -101,7 +119,7 @@ class Settings(DatabaseSettings, AuthSettings):
     ready_check_timeout_seconds: float = Field(default=2.0, gt=0)
     migrate_on_startup: bool = True
 
-    @field_validator("sns_webhook_topic_arns", mode="before")
+    @field_validator("sns_webhook_topic_arns", "ingest_exclude_prefixes", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
@@ -116,6 +134,12 @@ class Settings(DatabaseSettings, AuthSettings):
         except re.error as exc:
             raise ValueError(f"not a regular expression: {exc}") from None
         return value
+
+    @model_validator(mode="after")
+    def _backoff_bounds(self) -> "Settings":
+        if self.sqs_backoff_base_seconds > self.sqs_backoff_max_seconds:
+            raise ValueError("SQS_BACKOFF_BASE_SECONDS must not exceed SQS_BACKOFF_MAX_SECONDS")
+        return self
 
     @property
     def accepted_topic_arns(self) -> frozenset[str]:
