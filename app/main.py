@@ -19,6 +19,9 @@ from app.core.http import AccessLogMiddleware, BodyLimitMiddleware
 from app.core.logging import configure_logging
 from app.core.security import TokenVerifier
 from app.files.router import router as files_router
+from app.ingestion.consumer import Consumer
+from app.ingestion.dispatcher import Dispatcher, sns_handler
+from app.ingestion.loader import Ingestor
 from app.notifications.router import router as notifications_router
 from app.notifications.webhook import SnsMessageVerifier
 from app.notifications.webhook import router as sns_webhook_router
@@ -55,7 +58,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             app.state.http,
             accepted_topic_arns=settings.accepted_topic_arns,
         )
-        logger.info("service started")
+        ingestor = Ingestor(pool, lambda _bucket: app.state.aws.s3, settings)
+        dispatcher = Dispatcher(ingestor, app.state.aws.s3, settings.s3_bucket_name)
+        app.state.ingestor = ingestor
+        app.state.sns_notification_handler = sns_handler(dispatcher)
+        app.state.consumer = None
+        if settings.sqs_consumer_enabled:
+            consumer = Consumer(app.state.aws.sqs, dispatcher, settings)
+            consumer.start()
+            # Registered last, so it stops first: in-flight files still have the pool and clients.
+            stack.push_async_callback(consumer.stop)
+            app.state.consumer = consumer
+        logger.info("service started", extra={"consumer": settings.sqs_consumer_enabled})
         yield
         logger.info("service stopping")
 

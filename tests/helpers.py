@@ -1,5 +1,6 @@
 """Helpers shared by the tests: tokens, ids, problem+json checks and a real service process."""
 
+import asyncio
 import os
 import secrets
 import subprocess
@@ -10,12 +11,18 @@ from typing import Any
 
 import httpx
 
+from app.core.config import Settings
 from app.core.security import SCOPES, mint_token
 from devtools.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_JWT_SECRET = "test-secret-" + "x" * 40
 ALL_SCOPES = list(SCOPES)
+
+
+def api_only(settings: Settings) -> Settings:
+    """Settings for an extra app in a test: no consumer, so only the session app consumes the queue."""
+    return settings.model_copy(update={"sqs_consumer_enabled": False})
 
 
 def make_token(scopes: list[str] | None = None, *, subject: str = "tester", ttl: int = 300) -> str:
@@ -84,6 +91,26 @@ class ServiceProcess:
                 pass
             time.sleep(0.1)
         raise AssertionError(f"service not healthy in {deadline_seconds}s:\n{self.log_path.read_text()}")
+
+    async def await_healthy(self, deadline_seconds: float = 60.0) -> None:
+        """wait_healthy() for async tests whose event loop must keep running (e.g. a proxy in it)."""
+        deadline = time.monotonic() + deadline_seconds
+        async with httpx.AsyncClient(base_url=self.url, timeout=1) as http:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise AssertionError(f"service exited early:\n{self.log_path.read_text()}")
+                try:
+                    if (await http.get("/health")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise AssertionError(f"service not healthy in {deadline_seconds}s:\n{self.log_path.read_text()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no cleanup, as a crashed host or an OOM kill."""
+        self.process.kill()
+        self.process.wait()
 
     def stop(self) -> int:
         if self.process.poll() is None:

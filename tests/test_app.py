@@ -12,7 +12,7 @@ from app.core.config import Settings
 from app.core.logging import HANDLER_NAME
 from app.main import create_app
 from tests.faults import TcpProxy
-from tests.helpers import bearer, problem_of, unique_id
+from tests.helpers import api_only, bearer, problem_of, unique_id
 
 
 async def test_health_is_ok_without_auth(client: httpx.AsyncClient) -> None:
@@ -24,12 +24,15 @@ async def test_health_is_ok_without_auth(client: httpx.AsyncClient) -> None:
 async def test_ready_reports_each_check_ok(client: httpx.AsyncClient) -> None:
     response = await client.get("/ready")
     assert response.status_code == 200
-    assert response.json() == {"status": "ready", "checks": {"database": "ok", "s3": "ok", "sqs": "ok"}}
+    assert response.json() == {
+        "status": "ready",
+        "checks": {"database": "ok", "s3": "ok", "sqs": "ok", "consumer": "ok"},
+    }
 
 
 @pytest.fixture
 async def app_with_missing_bucket(settings: Settings) -> AsyncIterator[FastAPI]:
-    broken = create_app(settings.model_copy(update={"s3_bucket_name": "no-such-bucket-here"}))
+    broken = create_app(api_only(settings).model_copy(update={"s3_bucket_name": "no-such-bucket-here"}))
     async with broken.router.lifespan_context(broken):
         yield broken
 
@@ -123,7 +126,7 @@ async def test_database_outage_is_503_problem_then_recovers(settings: Settings) 
     proxy = TcpProxy(database.hostname or "127.0.0.1", database.port or 5432)
     await proxy.start()
     proxied_url = urlunsplit(database._replace(netloc=f"{database.username}@127.0.0.1:{proxy.port}"))
-    proxied = create_app(settings.model_copy(update={"database_url": proxied_url}))
+    proxied = create_app(api_only(settings).model_copy(update={"database_url": proxied_url}))
     async with proxied.router.lifespan_context(proxied):
         transport = httpx.ASGITransport(app=proxied, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:

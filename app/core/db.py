@@ -5,9 +5,10 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import asyncpg
+import orjson
 from fastapi import Depends, Request
 
 from app.core.config import DatabaseSettings
@@ -26,9 +27,29 @@ class MigrationError(Exception):
     pass
 
 
+JSONB_BINARY_VERSION = b"\x01"  # the jsonb binary wire format: a version byte, then the JSON text
+
+
+def _encode_jsonb(value: bytes | str) -> bytes:
+    return JSONB_BINARY_VERSION + (value.encode() if isinstance(value, str) else value)
+
+
+def _decode_jsonb(data: bytes) -> Any:
+    return orjson.loads(data[1:])
+
+
+async def _init_connection(conn: Connection) -> None:
+    # JSONB travels as already-serialized JSON bytes (no per-row decode/encode on the COPY path)
+    # and comes back parsed.
+    await conn.set_type_codec(
+        "jsonb", schema="pg_catalog", encoder=_encode_jsonb, decoder=_decode_jsonb, format="binary"
+    )
+
+
 async def create_pool(settings: DatabaseSettings) -> asyncpg.Pool:
     return await asyncpg.create_pool(
         str(settings.database_url),
+        init=_init_connection,
         min_size=settings.db_pool_min_size,
         max_size=settings.db_pool_max_size,
         command_timeout=settings.db_command_timeout_seconds,

@@ -33,14 +33,14 @@ async def _check(name: str, probe: Awaitable[Any], limit_seconds: float) -> tupl
 
 @router.get(
     "/ready",
-    summary="Readiness: database, S3 and SQS answer",
+    summary="Readiness: database, S3 and SQS answer, and the consumer polls",
     responses={503: {"description": "A dependency is not ready; `checks` says which"}},
 )
 async def ready(request: Request) -> Any:
     state = request.app.state
     settings = state.settings
     timeout = settings.ready_check_timeout_seconds
-    results = dict(
+    checks = dict(
         await asyncio.gather(
             _check("database", state.pool.fetchval("SELECT 1"), timeout),
             _check("s3", state.aws.s3.head_bucket(Bucket=settings.s3_bucket_name), timeout),
@@ -53,6 +53,9 @@ async def ready(request: Request) -> Any:
             ),
         )
     )
+    results = {**checks}
+    if state.consumer is not None:
+        results["consumer"] = "ok" if state.consumer.healthy() else "failed: not polling"
     if all(result == "ok" for result in results.values()):
         return {"status": "ready", "checks": results}
     failed = ", ".join(name for name, result in results.items() if result != "ok")

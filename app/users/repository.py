@@ -96,3 +96,25 @@ async def delete(conn: Connection, kind: RecordType, user_id: str) -> bool:
         user_id,
     )
     return deleted is not None
+
+
+async def upsert(conn: Connection, kind: RecordType, user_id: str, values: dict[str, Any]) -> str | None:
+    """Insert or replace a whole record: 'create', 'update', or None when nothing changed."""
+    table = TABLES[kind]
+    columns = ", ".join(("user_id", *table.columns))
+    placeholders = ", ".join(f"${i}" for i in range(1, len(table.columns) + 2))
+    assignments = ", ".join(f"{name} = EXCLUDED.{name}" for name in table.columns)
+    current = ", ".join(f"{table.name}.{name}" for name in table.columns)
+    incoming = ", ".join(f"EXCLUDED.{name}" for name in table.columns)
+    # An identical record is left alone, so re-ingesting a file does not bump updated_at.
+    inserted = await conn.fetchval(
+        f"INSERT INTO {table.name} ({columns}) VALUES ({placeholders}) "  # noqa: S608
+        f"ON CONFLICT (user_id) DO UPDATE SET {assignments}, updated_at = now() "
+        f"WHERE ({current}) IS DISTINCT FROM ({incoming}) "
+        "RETURNING xmax = 0",
+        user_id,
+        *(values.get(column) for column in table.columns),
+    )
+    if inserted is None:
+        return None
+    return "create" if inserted else "update"

@@ -20,7 +20,7 @@ from fastapi import FastAPI
 
 from app.core.config import Settings
 from app.main import create_app
-from tests.helpers import ALL_SCOPES, TEST_JWT_SECRET, make_token, problem_of, run_cli
+from tests.helpers import ALL_SCOPES, TEST_JWT_SECRET, api_only, make_token, problem_of, run_cli
 
 PROTECTED = "/users/nobody-here/personal"  # 404 once authorized: proves the token got through
 
@@ -102,7 +102,7 @@ def jwks_url(rsa_key: rsa.RSAPrivateKey) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 async def rs_client(settings: Settings, jwks_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    rs_settings = settings.model_copy(
+    rs_settings = api_only(settings).model_copy(
         update={
             "jwt_jwks_url": jwks_url,
             "jwt_issuer": "https://issuer.test/",

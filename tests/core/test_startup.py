@@ -64,7 +64,8 @@ def test_three_instances_on_an_empty_database_apply_each_migration_once(
     new_database: Callable[[], str],
     spawn_service: Callable[[dict[str, str]], ServiceProcess],
 ) -> None:
-    env = {**service_env, "DATABASE_URL": new_database()}
+    # Their consumers are off: on another database they must not take the suite's queue messages.
+    env = {**service_env, "DATABASE_URL": new_database(), "SQS_CONSUMER_ENABLED": "false"}
     services = [spawn_service(env) for _ in range(3)]
     for service in services:
         service.wait_healthy()
@@ -108,7 +109,7 @@ def test_no_personal_data_reaches_the_logs(
     spawn_service: Callable[[dict[str, str]], ServiceProcess],
     tmp_path: Path,
 ) -> None:
-    service = spawn_service({**service_env, "LOG_LEVEL": "DEBUG"})
+    service = spawn_service({**service_env, "LOG_LEVEL": "DEBUG", "SQS_CONSUMER_ENABLED": "false"})
     service.wait_healthy()
     user_id = unique_id()
     headers = bearer()

@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 from app.core.config import Settings
 from app.main import create_app
 from tests.aws import notification_for, receive_until, sns_envelope
-from tests.helpers import bearer, problem_of
+from tests.helpers import api_only, bearer, problem_of
 
 
 def new_key(suffix: str = ".json", prefix: str = "docs") -> str:
@@ -403,7 +403,7 @@ async def test_bad_multipart_upload_is_4xx(
 
 @pytest.fixture
 async def small_limit_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app: FastAPI = create_app(settings.model_copy(update={"max_upload_bytes": 20_000}))
+    app: FastAPI = create_app(api_only(settings).model_copy(update={"max_upload_bytes": 20_000}))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
@@ -426,7 +426,7 @@ async def test_upload_over_the_limit_is_413_and_leaves_nothing(
 @pytest.fixture
 async def broken_topic_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     missing_topic = settings.sns_topic_arn.rsplit(":", 1)[0] + ":no-such-topic"
-    app: FastAPI = create_app(settings.model_copy(update={"sns_topic_arn": missing_topic}))
+    app: FastAPI = create_app(api_only(settings).model_copy(update={"sns_topic_arn": missing_topic}))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:

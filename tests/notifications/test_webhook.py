@@ -23,7 +23,7 @@ from app.core.config import Settings
 from app.core.logging import HANDLER_NAME
 from app.main import create_app
 from app.notifications.webhook import CERT_MAX_BYTES, SnsMessageVerifier
-from tests.helpers import problem_of, unique_id
+from tests.helpers import api_only, problem_of, unique_id
 
 OTHER_TOPIC_ARN = "arn:aws:sns:us-east-1:123456789012:someone-elses-topic"
 # The keys AWS documents for the string to sign, written out here independently of the app.
@@ -123,7 +123,7 @@ def loopback(signing_key: rsa.RSAPrivateKey) -> Iterator[Loopback]:
 async def webhook_app(settings: Settings, loopback: Loopback) -> AsyncIterator[FastAPI]:
     # Trusting only /sns/ keeps an untrusted URL on the same live server: a fetch of it would show.
     trusted = rf"^http://127\.0\.0\.1:{loopback.port}/sns/"
-    app = create_app(settings.model_copy(update={"sns_trusted_url_pattern": trusted}))
+    app = create_app(api_only(settings).model_copy(update={"sns_trusted_url_pattern": trusted}))
     async with app.router.lifespan_context(app):
         yield app
 

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from app.core.config import Settings
 from app.main import create_app
-from tests.helpers import bearer, problem_of, unique_id
+from tests.helpers import api_only, bearer, problem_of, unique_id
 from tests.users.test_router import BODIES, create
 
 
@@ -69,7 +69,7 @@ async def send_queue(sqs: Any) -> str:
 
 @pytest.fixture
 async def send_client(settings: Settings, send_queue: str) -> AsyncIterator[httpx.AsyncClient]:
-    app: FastAPI = create_app(settings.model_copy(update={"sqs_queue_url": send_queue}))
+    app: FastAPI = create_app(api_only(settings).model_copy(update={"sqs_queue_url": send_queue}))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:

@@ -1,0 +1,1 @@
+"""The SQS consumer and exactly-once file ingestion into PostgreSQL."""

@@ -1,0 +1,327 @@
+"""The supervised SQS consumer: long-poll, bounded concurrency, heartbeats, batched deletes, backoff,
+dead-lettering, and a shutdown that finishes or releases what is in flight."""
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from prometheus_client import Counter, Gauge
+
+from app.core.config import Settings
+from app.ingestion.dispatcher import DEAD_LETTER_REASON, Dispatcher, Verdict
+
+logger = logging.getLogger(__name__)
+
+SQS_MAX_BATCH = 10  # API limit for ReceiveMessage and DeleteMessageBatch
+SQS_MAX_VISIBILITY_SECONDS = 43_200  # API limit: 12 hours
+SQS_ATTRIBUTE_MAX_CHARS = 256  # keeps the dead-letter reason attribute small
+DELETE_FLUSH_SECONDS = 0.05  # how long a delete waits for others to share its batch
+DELETE_ATTEMPTS = 3
+POLL_ERROR_BACKOFF_MAX_SECONDS = 30.0
+RESTART_BACKOFF_MAX_SECONDS = 60.0
+POLL_GRACE_SECONDS = 30  # past the long-poll wait, how late a poll may be before /ready fails
+
+RECEIVED = Counter("consumer_received_total", "Messages received from SQS")
+DELETED = Counter("consumer_deleted_total", "Messages deleted after handling")
+RETRIED = Counter("consumer_retried_total", "Messages left on the queue with a backoff")
+DEAD_LETTERED = Counter("consumer_dead_lettered_total", "Messages moved to the dead-letter queue")
+POLL_ERRORS = Counter("consumer_poll_errors_total", "Failed ReceiveMessage calls")
+CRASHES = Counter("consumer_restarts_total", "Times the consumer loop crashed and was restarted")
+IN_FLIGHT = Gauge("consumer_in_flight", "Messages being handled now")
+
+
+def backoff_seconds(receive_count: int, base: float, cap: float) -> int:
+    """Exponential in the number of receives, with jitter so retries of one outage spread out."""
+    delay = min(cap, base * 2 ** max(receive_count - 1, 0))
+    return int(min(SQS_MAX_VISIBILITY_SECONDS, delay * random.uniform(0.8, 1.2)))  # noqa: S311
+
+
+class Consumer:
+    def __init__(self, sqs: Any, dispatcher: Dispatcher, settings: Settings) -> None:
+        self._sqs = sqs
+        self._dispatcher = dispatcher
+        self._settings = settings
+        self._queue_url = str(settings.sqs_queue_url)
+        self._dlq_url: str | None = None
+        self._stopping = asyncio.Event()
+        self._supervisor: asyncio.Task[None] | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self._handlers: dict[asyncio.Task[None], dict[str, Any]] = {}
+        self._deletes: asyncio.Queue[str] = asyncio.Queue()
+        self._deleter: asyncio.Task[None] | None = None
+        self.last_poll: float | None = None  # monotonic time of the last healthy ReceiveMessage
+        self._outage_streak = 0  # transient failures (then failed probes) since the last all-clear
+        self._resume_at = 0.0
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._deleter = asyncio.create_task(self._delete_loop(), name="sqs-deleter")
+        self._supervisor = asyncio.create_task(self._supervise(), name="sqs-consumer")
+
+    def healthy(self) -> bool:
+        """Running, and polled recently (or every slot is busy with work)."""
+        if self._supervisor is None or self._supervisor.done():
+            return False
+        if len(self._handlers) >= self._settings.sqs_max_in_flight:
+            return True
+        limit = self._settings.sqs_wait_time_seconds + POLL_GRACE_SECONDS
+        return self.last_poll is not None and time.monotonic() - self.last_poll < limit
+
+    async def stop(self) -> None:
+        """Stop polling, give in-flight messages the grace period, then roll back and release the rest."""
+        self._stopping.set()
+        if self._poller is not None:
+            self._poller.cancel()
+        if self._supervisor is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+        if self._handlers:
+            _, late = await asyncio.wait(self._handlers, timeout=self._settings.shutdown_grace_seconds)
+            for task in late:
+                task.cancel()  # its handler releases the message and the file's claim
+            if late:
+                await asyncio.wait(late)
+                logger.warning("in-flight messages released at shutdown", extra={"count": len(late)})
+        if self._deleter is not None:
+            self._deleter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._deleter
+        await self._flush_deletes()
+
+    # --- polling -----------------------------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        delay = 1.0
+        while not self._stopping.is_set():
+            self._poller = asyncio.create_task(self._poll_loop(), name="sqs-poll")
+            try:
+                await self._poller
+                return
+            except asyncio.CancelledError:
+                if self._stopping.is_set():
+                    return
+                raise
+            except Exception as exc:
+                CRASHES.inc()
+                logger.exception(
+                    "consumer loop crashed; restarting", extra={"error_type": type(exc).__name__}
+                )
+                await self._sleep(delay)
+                delay = min(delay * 2, RESTART_BACKOFF_MAX_SECONDS)
+
+    async def _poll_loop(self) -> None:
+        failures = 0
+        settings = self._settings
+        while not self._stopping.is_set():
+            if self._outage_streak and not await self._outage_over():
+                continue
+            free = settings.sqs_max_in_flight - len(self._handlers)
+            if free <= 0:
+                await asyncio.wait(self._handlers, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            if failures == 0:
+                # A poll under way counts as recent; a failing one stops counting, so /ready notices.
+                self.last_poll = time.monotonic()
+            try:
+                response = await self._sqs.receive_message(
+                    QueueUrl=self._queue_url,
+                    MaxNumberOfMessages=min(free, settings.sqs_batch_size, SQS_MAX_BATCH),
+                    WaitTimeSeconds=settings.sqs_wait_time_seconds,
+                    VisibilityTimeout=settings.sqs_visibility_timeout_seconds,
+                    MessageSystemAttributeNames=["ApproximateReceiveCount"],
+                    MessageAttributeNames=["All"],
+                )
+            except (ClientError, BotoCoreError) as exc:
+                failures += 1
+                POLL_ERRORS.inc()
+                logger.warning(
+                    "receive failed", extra={"error_type": type(exc).__name__, "failures": failures}
+                )
+                await self._sleep(min(POLL_ERROR_BACKOFF_MAX_SECONDS, 2.0 ** min(failures, 5)))
+                continue
+            failures = 0
+            self.last_poll = time.monotonic()
+            for message in response.get("Messages", []):
+                RECEIVED.inc()
+                task = asyncio.create_task(self._handle(message))
+                self._handlers[task] = message
+                task.add_done_callback(self._handlers.pop)
+
+    async def _outage_over(self) -> bool:
+        """After transient failures, wait out the backoff and probe before receiving again: messages
+        polled during an outage would only fail again and use up their redrive count."""
+        await self._sleep(max(0.0, self._resume_at - time.monotonic()))
+        if self._stopping.is_set() or not await self._dispatcher.dependencies_up():
+            self._note_outage()
+            return False
+        logger.info("dependencies answer again; polling resumes", extra={"streak": self._outage_streak})
+        self._outage_streak = 0
+        return True
+
+    def _note_outage(self) -> None:
+        self._outage_streak += 1
+        settings = self._settings
+        pause = min(
+            settings.sqs_backoff_max_seconds,
+            settings.sqs_backoff_base_seconds * 2 ** (self._outage_streak - 1),
+        )
+        self._resume_at = max(self._resume_at, time.monotonic() + pause)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    # --- one message -------------------------------------------------------------------------------
+
+    async def _handle(self, message: dict[str, Any]) -> None:
+        IN_FLIGHT.inc()
+        heartbeat = asyncio.create_task(self._heartbeat(message))
+        message_id = message.get("MessageId", "-")
+        try:
+            verdict = await self._dispatcher.dispatch(
+                message.get("Body", ""), message_id=message_id, trigger="sqs"
+            )
+        except asyncio.CancelledError:
+            await asyncio.shield(self._set_visibility(message, 0))
+            raise
+        except Exception as exc:
+            # A bug, not the message's fault: retried with backoff, and dead-lettered by the queue's
+            # redrive policy if it keeps failing.
+            logger.exception("message handling failed", extra={"message_id": message_id})
+            verdict = Verdict("retry", reason=type(exc).__name__)
+        finally:
+            heartbeat.cancel()
+            IN_FLIGHT.dec()
+        await self._apply(message, verdict)
+
+    async def _apply(self, message: dict[str, Any], verdict: Verdict) -> None:
+        settings = self._settings
+        if verdict.action == "delete":
+            self._deletes.put_nowait(message["ReceiptHandle"])
+        elif verdict.action == "delay":
+            await self._set_visibility(message, int(verdict.delay_seconds) + 1)
+        elif verdict.action == "retry":
+            RETRIED.inc()
+            if not self._outage_streak:
+                self._note_outage()
+            count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+            delay = backoff_seconds(
+                count, settings.sqs_backoff_base_seconds, settings.sqs_backoff_max_seconds
+            )
+            logger.warning(
+                "message will be retried",
+                extra={"message_id": message.get("MessageId"), "reason": verdict.reason, "delay_s": delay},
+            )
+            await self._set_visibility(message, delay)
+        else:
+            await self._dead_letter(message, verdict.reason or "not understood")
+
+    async def _heartbeat(self, message: dict[str, Any]) -> None:
+        """Keeps a long file's message invisible, so no one else receives it mid-load."""
+        timeout = self._settings.sqs_visibility_timeout_seconds
+        while True:
+            await asyncio.sleep(timeout / 2)
+            await self._set_visibility(message, timeout)
+
+    async def _set_visibility(self, message: dict[str, Any], seconds: int) -> None:
+        try:
+            await self._sqs.change_message_visibility(
+                QueueUrl=self._queue_url,
+                ReceiptHandle=message["ReceiptHandle"],
+                VisibilityTimeout=min(seconds, SQS_MAX_VISIBILITY_SECONDS),
+            )
+        except (ClientError, BotoCoreError) as exc:
+            # The message then reappears when its current timeout ends: later than wished, never lost.
+            logger.warning("visibility change failed", extra={"error_type": type(exc).__name__})
+
+    # --- dead letters ------------------------------------------------------------------------------
+
+    async def dead_letter_url(self) -> str | None:
+        """The queue's DLQ, from its RedrivePolicy (looked up once)."""
+        if self._dlq_url is None:
+            attributes = await self._sqs.get_queue_attributes(
+                QueueUrl=self._queue_url, AttributeNames=["RedrivePolicy"]
+            )
+            policy = attributes.get("Attributes", {}).get("RedrivePolicy")
+            if policy:
+                _, _, _, _, account, name = json.loads(policy)["deadLetterTargetArn"].split(":")
+                found = await self._sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)
+                self._dlq_url = found["QueueUrl"]
+        return self._dlq_url
+
+    async def _dead_letter(self, message: dict[str, Any], reason: str) -> None:
+        try:
+            dlq = await self.dead_letter_url()
+            if dlq is None:
+                logger.error(
+                    "message not understood and the queue has no dead-letter queue; it stays on the queue",
+                    extra={"message_id": message.get("MessageId"), "reason": reason},
+                )
+                await self._set_visibility(message, self._settings.sqs_backoff_max_seconds)
+                return
+            await self._sqs.send_message(
+                QueueUrl=dlq,
+                MessageBody=message.get("Body", ""),
+                MessageAttributes={
+                    DEAD_LETTER_REASON: {
+                        "DataType": "String",
+                        "StringValue": reason[:SQS_ATTRIBUTE_MAX_CHARS],
+                    },
+                    "source_message_id": {"DataType": "String", "StringValue": message.get("MessageId", "-")},
+                },
+            )
+        except (ClientError, BotoCoreError) as exc:
+            logger.warning("dead-lettering failed; will retry", extra={"error_type": type(exc).__name__})
+            await self._set_visibility(message, self._settings.sqs_backoff_base_seconds)
+            return
+        DEAD_LETTERED.inc()
+        logger.warning(
+            "message dead-lettered", extra={"message_id": message.get("MessageId"), "reason": reason}
+        )
+        # Sent before deleted: a crash in between duplicates the message in the DLQ, never loses it.
+        self._deletes.put_nowait(message["ReceiptHandle"])
+
+    # --- deletes -----------------------------------------------------------------------------------
+
+    async def _delete_loop(self) -> None:
+        while True:
+            first = await self._deletes.get()
+            await asyncio.sleep(DELETE_FLUSH_SECONDS)
+            await self._delete_batch([first, *self._drain(SQS_MAX_BATCH - 1)])
+
+    def _drain(self, limit: int) -> list[str]:
+        handles: list[str] = []
+        while len(handles) < limit and not self._deletes.empty():
+            handles.append(self._deletes.get_nowait())
+        return handles
+
+    async def _flush_deletes(self) -> None:
+        while handles := self._drain(SQS_MAX_BATCH):
+            await self._delete_batch(handles)
+
+    async def _delete_batch(self, handles: list[str]) -> None:
+        pending = {str(position): handle for position, handle in enumerate(handles)}
+        for _ in range(DELETE_ATTEMPTS):
+            try:
+                response = await self._sqs.delete_message_batch(
+                    QueueUrl=self._queue_url,
+                    Entries=[
+                        {"Id": entry_id, "ReceiptHandle": handle} for entry_id, handle in pending.items()
+                    ],
+                )
+            except (ClientError, BotoCoreError) as exc:
+                logger.warning("delete failed", extra={"error_type": type(exc).__name__})
+                await asyncio.sleep(0.5)
+                continue
+            DELETED.inc(len(response.get("Successful", [])))
+            pending = {failure["Id"]: pending[failure["Id"]] for failure in response.get("Failed", [])}
+            if not pending:
+                return
+        # The messages come back after their visibility timeout and are recognised as done.
+        logger.warning("messages not deleted", extra={"count": len(pending)})

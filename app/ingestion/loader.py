@@ -1,0 +1,437 @@
+"""Ingest one S3 object version exactly once: claim it, stream and parse it, and commit its rows together
+with its `completed` status in one transaction."""
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import aiohttp
+import asyncpg
+from botocore.exceptions import BotoCoreError, ClientError
+from prometheus_client import Counter, Histogram
+from pydantic import BaseModel, ValidationError
+
+from app.audit import repository as audit
+from app.audit.repository import AuditAction
+from app.core import aws
+from app.core.config import Settings
+from app.core.db import Connection
+from app.ingestion import repository
+from app.ingestion.envelopes import ObjectRef
+from app.ingestion.parsers import ParseError, Record, RecordStream, detect_format
+from app.ingestion.repository import Counts
+from app.users import repository as users_repository
+from app.users.schemas import FinancialCreate, HealthCreate, PersonalCreate, RecordType
+
+logger = logging.getLogger(__name__)
+
+# Identifies this process's leases; a restarted process is a new owner, so its old leases expire.
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+USER_FILE_MODELS: dict[RecordType, type[BaseModel]] = {
+    RecordType.PERSONAL: PersonalCreate,
+    RecordType.FINANCIAL: FinancialCreate,
+    RecordType.HEALTH: HealthCreate,
+}
+PROBE_TIMEOUT_SECONDS = 5.0
+MAX_REPORTED_ERRORS = 5  # rejected-record reasons kept in the processing log
+JSONB_NUL = b"\\u0000"  # PostgreSQL's jsonb cannot store U+0000
+
+ROWS_LOADED = Counter("ingest_rows_loaded_total", "Rows newly stored by ingestion", ["target"])
+FILES = Counter("ingest_files_total", "Files by outcome", ["outcome"])
+FILE_SECONDS = Histogram(
+    "ingest_file_duration_seconds",
+    "Time to ingest one file, claim to commit",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
+)
+
+Status = Literal["completed", "failed", "skipped", "duplicate", "busy", "excluded"]
+
+
+class Transient(Exception):
+    """A failure worth retrying later (a dependency is down or throttling); the claim is released."""
+
+
+class _Permanent(Exception):
+    def __init__(
+        self, code: str, message: str, *, status: str = "failed", counts: Counts | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+        self.counts = counts or Counts()
+
+
+class _LeaseLost(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOutcome:
+    status: Status
+    file_id: int | None = None
+    retry_after: float | None = None  # for `busy`: when the current holder's lease runs out
+    counts: Counts = field(default_factory=Counts)
+    error_code: str | None = None
+
+
+@dataclass(slots=True)
+class _Tally:
+    read: int = 0
+    rejected: int = 0
+    changed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def reject(self, reason: str, policy: str) -> None:
+        self.rejected += 1
+        if len(self.errors) < MAX_REPORTED_ERRORS:
+            self.errors.append(reason)
+        if policy == "reject_file":
+            raise _Permanent("validation_error", f"record rejected: {reason}", counts=self.counts())
+
+    def counts(self) -> Counts:
+        valid = self.read - self.rejected
+        return Counts(self.read, self.changed, valid - self.changed, self.rejected)
+
+
+def _user_file_kind(key: str) -> RecordType | None:
+    for kind in RecordType:
+        if key.startswith(f"users/{kind.value}/"):
+            return kind
+    return None
+
+
+def _validation_reason(line: int, exc: ValidationError) -> str:
+    # Field names and rule messages only: the rejected values may be personal data.
+    problems = "; ".join(
+        f"{'.'.join(str(part) for part in error['loc']) or 'record'}: {error['msg']}"
+        for error in exc.errors(include_url=False, include_input=False)
+    )
+    return f"line {line}: {problems}"
+
+
+def _s3_failure(exc: ClientError) -> Exception:
+    code = aws.error_code(exc)
+    if aws.is_transient(exc):
+        return Transient(f"S3 {code}")
+    if code in {"NoSuchKey", "NoSuchVersion", "404", "NotFound"}:
+        return _Permanent("object_missing", "the object (version) no longer exists in S3")
+    if code in {"PreconditionFailed", "412"}:
+        return _Permanent("superseded", "the object was replaced after the event", status="skipped")
+    if code in {"AccessDenied", "403"}:
+        return _Permanent("access_denied", "S3 denied reading the object")
+    return _Permanent("s3_error", f"S3 refused the read ({code})")
+
+
+# What a dropped connection, a restart or a busy database looks like: retry later.
+_DB_TRANSIENT = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.AdminShutdownError,
+    OSError,
+    TimeoutError,
+)
+
+
+class Ingestor:
+    """Ingests object versions; shared by the SQS consumer, the SNS webhook, the API and the CLI."""
+
+    def __init__(self, pool: asyncpg.Pool, s3_for: Callable[[str], Any], settings: Settings) -> None:
+        self._pool = pool
+        self._s3_for = s3_for
+        self._settings = settings
+
+    async def probe(self, bucket: str) -> bool:
+        """Whether the database and S3 answer: the consumer waits for this after transient failures."""
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
+                await self._pool.fetchval("SELECT 1")
+                await self._s3_for(bucket).head_bucket(Bucket=bucket)
+        except (*_DB_TRANSIENT, ClientError, BotoCoreError, aiohttp.ClientError):
+            return False
+        return True
+
+    async def ingest(self, ref: ObjectRef, trigger: str) -> IngestOutcome:
+        if any(ref.key.startswith(prefix) for prefix in self._settings.ingest_exclude_prefixes):
+            return IngestOutcome("excluded")
+        started = time.perf_counter()
+        try:
+            outcome = await self._ingest(ref, trigger)
+        except Transient:
+            FILES.labels("transient").inc()
+            raise
+        FILES.labels(outcome.status).inc()
+        if outcome.status in ("completed", "failed", "skipped"):
+            FILE_SECONDS.observe(time.perf_counter() - started)
+            logger.info(
+                "file %s",
+                outcome.status,
+                extra={
+                    "bucket": ref.bucket,
+                    "key": ref.key,
+                    "file_id": outcome.file_id,
+                    "error_code": outcome.error_code,
+                    "rows_read": outcome.counts.rows_read,
+                    "rows_inserted": outcome.counts.rows_inserted,
+                },
+            )
+        return outcome
+
+    async def _ingest(self, ref: ObjectRef, trigger: str) -> IngestOutcome:
+        lease = self._settings.ingest_lease_seconds
+        ref = await self._with_version(ref)
+        try:
+            async with self._pool.acquire() as conn:
+                claim = await repository.claim(
+                    conn,
+                    bucket=ref.bucket,
+                    key=ref.key,
+                    version_id=ref.version_id,
+                    etag=ref.etag,
+                    size=ref.size,
+                    trigger=trigger,
+                    owner=WORKER_ID,
+                    lease_seconds=lease,
+                )
+                if claim is None:
+                    return await self._already_known(conn, ref)
+        except _DB_TRANSIENT as exc:
+            raise Transient(f"database: {type(exc).__name__}") from exc
+        try:
+            counts, warning = await self._load(claim.file_id, ref)
+        except _Permanent as exc:
+            return await self._record_failure(claim.file_id, exc)
+        except _LeaseLost:
+            return IngestOutcome("busy", claim.file_id, retry_after=float(lease))
+        except (Transient, *_DB_TRANSIENT, aiohttp.ClientError, BotoCoreError) as exc:
+            await self._release(claim.file_id)
+            if isinstance(exc, Transient):
+                raise
+            raise Transient(type(exc).__name__) from exc
+        except asyncpg.PostgresError as exc:
+            # The data broke a database rule (e.g. a value jsonb rejects): retrying will not help.
+            return await self._record_failure(
+                claim.file_id,
+                _Permanent("load_error", f"the database refused the rows ({type(exc).__name__})"),
+            )
+        except BaseException:
+            await asyncio.shield(self._release(claim.file_id))
+            raise
+        return IngestOutcome("completed", claim.file_id, counts=counts, error_code=warning)
+
+    async def _with_version(self, ref: ObjectRef) -> ObjectRef:
+        """The ref with its version id, when the bucket keeps versions and the event did not say.
+
+        Every source must name an object version the same way, or one version could be logged twice
+        (an S3 event without a versionId, and the service's own notification with one).
+        """
+        if ref.version_id is not None:
+            return ref
+        s3 = self._s3_for(ref.bucket)
+        try:
+            head = await s3.head_object(Bucket=ref.bucket, Key=ref.key)
+            etag = head["ETag"].strip('"')
+            if ref.etag in (None, etag):
+                return _versioned(ref, head.get("VersionId"), etag)
+            # Replaced since the event: find the version the event was about among the older ones.
+            listing = await s3.list_object_versions(Bucket=ref.bucket, Prefix=ref.key)
+        except ClientError as exc:
+            failure = _s3_failure(exc)
+            if isinstance(failure, Transient):
+                raise failure from None
+            return ref  # the read that follows records why (missing, denied...)
+        except (BotoCoreError, aiohttp.ClientError) as exc:
+            raise Transient(type(exc).__name__) from exc
+        for version in listing.get("Versions", []):
+            if version["Key"] == ref.key and version["ETag"].strip('"') == ref.etag:
+                return _versioned(ref, version.get("VersionId"), ref.etag)
+        return ref
+
+    async def _already_known(self, conn: Connection, ref: ObjectRef) -> IngestOutcome:
+        existing = await repository.find(
+            conn, bucket=ref.bucket, key=ref.key, object_version=ref.version_id or ref.etag or ""
+        )
+        if existing is None:  # deleted between the two statements; let the message come back
+            return IngestOutcome("busy", retry_after=1.0)
+        if existing.status in ("completed", "failed", "skipped"):
+            return IngestOutcome("duplicate", existing.file_id)
+        # Another worker holds a live lease (or just released it): look again once it would expire.
+        return IngestOutcome("busy", existing.file_id, retry_after=max(existing.seconds_left, 0.0) + 1.0)
+
+    async def _load(self, file_id: int, ref: ObjectRef) -> tuple[Counts, str | None]:
+        settings = self._settings
+        try:
+            file_format = detect_format(ref.key)
+        except ParseError as exc:
+            raise _Permanent(exc.code, exc.message, status="skipped") from None
+        async with self._pool.acquire() as conn, self._lease_kept(file_id), conn.transaction():
+            body, size, content_type = await self._open(ref)
+            async with body:
+                try:
+                    stream = RecordStream(
+                        body,
+                        file_format,
+                        max_bytes=settings.ingest_max_file_bytes,
+                        max_decompressed_bytes=settings.ingest_max_decompressed_bytes,
+                        max_records=settings.ingest_max_records,
+                    )
+                    kind = _user_file_kind(ref.key)
+                    if kind is None:
+                        tally = await self._load_rows(conn, stream, file_id, ref)
+                    else:
+                        tally = await self._load_users(conn, stream, file_id, kind)
+                except ParseError as exc:
+                    raise _Permanent(exc.code, exc.message) from None
+            await repository.set_details(
+                conn, file_id, sha256=stream.sha256, size=size, content_type=content_type
+            )
+            warning = "; ".join(tally.errors) if tally.errors else None
+            if not await repository.complete(conn, file_id, WORKER_ID, tally.counts(), error_message=warning):
+                raise _LeaseLost
+        ROWS_LOADED.labels("users" if kind else "processed_data").inc(tally.changed)
+        return tally.counts(), ("rows_rejected" if warning else None)
+
+    async def _open(self, ref: ObjectRef) -> tuple[Any, int, str | None]:
+        params: dict[str, str] = {"Bucket": ref.bucket, "Key": ref.key}
+        if ref.version_id:
+            params["VersionId"] = ref.version_id
+        elif ref.etag:
+            params["IfMatch"] = f'"{ref.etag}"'
+        try:
+            response = await self._s3_for(ref.bucket).get_object(**params)
+        except ClientError as exc:
+            raise _s3_failure(exc) from None
+        size = int(response["ContentLength"])
+        if size > self._settings.ingest_max_file_bytes:
+            response["Body"].close()
+            raise _Permanent(
+                "file_too_large",
+                f"{size} bytes is over INGEST_MAX_FILE_BYTES ({self._settings.ingest_max_file_bytes})",
+            )
+        return response["Body"], size, response.get("ContentType")
+
+    async def _load_rows(
+        self, conn: Connection, stream: RecordStream, file_id: int, ref: ObjectRef
+    ) -> _Tally:
+        tally = _Tally()
+        policy = self._settings.ingest_error_policy
+
+        async def rows() -> AsyncIterator[tuple[int, str, bytes]]:
+            async for batch in stream.batches():
+                for record in batch:
+                    tally.read += 1
+                    reason = _record_problem(record)
+                    if reason is not None:
+                        tally.reject(reason, policy)
+                        continue
+                    yield record.index, record.row_hash, record.canonical  # type: ignore[misc]
+
+        await repository.create_staging(conn)
+        await repository.copy_to_staging(conn, rows())
+        tally.changed = await repository.insert_from_staging(
+            conn, file_id=file_id, bucket=ref.bucket, key=ref.key
+        )
+        return tally
+
+    async def _load_users(
+        self, conn: Connection, stream: RecordStream, file_id: int, kind: RecordType
+    ) -> _Tally:
+        tally = _Tally()
+        policy = self._settings.ingest_error_policy
+        model = USER_FILE_MODELS[kind]
+        async for batch in stream.batches():
+            for record in batch:
+                tally.read += 1
+                if record.error is not None or record.data is None:
+                    tally.reject(record.error or f"line {record.line}: not a record", policy)
+                    continue
+                try:
+                    user = model.model_validate(record.data)
+                except ValidationError as exc:
+                    tally.reject(_validation_reason(record.line, exc), policy)
+                    continue
+                values = user.model_dump(exclude={"user_id"})
+                user_id: str = user.user_id  # type: ignore[attr-defined]
+                action = await users_repository.upsert(conn, kind, user_id, values)
+                if action is None:
+                    continue
+                tally.changed += 1
+                if kind is not RecordType.PERSONAL:
+                    await audit.record(
+                        conn,
+                        actor="ingestion",
+                        action=AuditAction(action),
+                        record_type=kind.value,
+                        user_id=user_id,
+                        request_id=f"file:{file_id}",
+                    )
+        return tally
+
+    @contextlib.asynccontextmanager
+    async def _lease_kept(self, file_id: int) -> AsyncIterator[None]:
+        """Renews our lease while a long file loads, so no one else takes it over."""
+        lease = self._settings.ingest_lease_seconds
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(lease / 3)
+                with contextlib.suppress(*_DB_TRANSIENT):
+                    async with self._pool.acquire() as conn:
+                        if not await repository.renew_lease(conn, file_id, WORKER_ID, lease):
+                            return
+
+        task = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _record_failure(self, file_id: int, exc: _Permanent) -> IngestOutcome:
+        try:
+            async with self._pool.acquire() as conn:
+                await repository.finish_without_load(
+                    conn,
+                    file_id,
+                    WORKER_ID,
+                    status=exc.status,
+                    error_code=exc.code,
+                    error_message=exc.message,
+                    counts=exc.counts,
+                )
+        except _DB_TRANSIENT as db_exc:
+            raise Transient(f"database: {type(db_exc).__name__}") from db_exc
+        status: Status = "skipped" if exc.status == "skipped" else "failed"
+        return IngestOutcome(status, file_id, error_code=exc.code)
+
+    async def _release(self, file_id: int) -> None:
+        # Best effort: if the database is down the lease simply expires.
+        with contextlib.suppress(*_DB_TRANSIENT):
+            async with self._pool.acquire() as conn:
+                await repository.release(conn, file_id, WORKER_ID)
+
+
+def _versioned(ref: ObjectRef, version_id: str | None, etag: str | None) -> ObjectRef:
+    # An unversioned bucket reports the version id "null": the ETag then names the object.
+    version = version_id if version_id and version_id != "null" else None
+    return ObjectRef(ref.bucket, ref.key, version, etag, ref.size)
+
+
+def _record_problem(record: Record) -> str | None:
+    if record.error is not None:
+        return record.error
+    if record.canonical is None or JSONB_NUL in record.canonical:
+        return f"line {record.line}: contains U+0000, which PostgreSQL's jsonb cannot store"
+    return None

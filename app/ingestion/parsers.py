@@ -1,0 +1,530 @@
+"""Streaming parsers: the bytes of an S3 object (JSON, JSON Lines or CSV, gzipped or not) become records
+with a canonical form and its hash, in memory that does not grow with the file."""
+
+import codecs
+import csv
+import hashlib
+import io
+import re
+import zlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from enum import StrEnum
+from itertools import accumulate, count
+from operator import sub
+from typing import Any, Literal, Protocol
+
+import ijson
+import orjson
+
+PIECE_BYTES = 64 * 1024  # the unit of decompression and parsing: what one step holds besides its records
+BATCH_MAX_BYTES = 8 * 1024 * 1024  # a batch is cut by input size too, so large records cannot pile up
+DEFAULT_BATCH_SIZE = 1000  # measured: 5000 is ~10% slower, its records living on into older GC generations
+MAX_JSON_DEPTH = 1024  # orjson's limit for JSON Lines; also bounds ijson's path bookkeeping (depth squared)
+GZIP_MAGIC = b"\x1f\x8b"
+GZIP_WBITS = 16 + zlib.MAX_WBITS  # a gzip header and trailer around the deflate stream
+JSON_WHITESPACE = b" \t\n\r"
+NOT_RECORDS = "a JSON file must hold an object or an array of objects"
+# orjson returns each result inside a buffer of 4 KiB or more. Slicing off an appended newline copies the
+# sorted-key JSON into a bytes of its own size, so a batch of held records costs what it holds.
+CANONICAL = orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
+
+ParseErrorCode = Literal[
+    "unsupported_format", "parse_error", "encoding", "file_too_large", "too_many_records"
+]
+
+
+class FileFormat(StrEnum):
+    JSON = "json"
+    JSONL = "jsonl"
+    CSV = "csv"
+
+
+_SUFFIXES = {
+    ".json": FileFormat.JSON,
+    ".jsonl": FileFormat.JSONL,
+    ".ndjson": FileFormat.JSONL,
+    ".csv": FileFormat.CSV,
+}
+
+
+class ParseError(Exception):
+    """A permanent, file-level failure. The message names positions and the kind of problem, never
+    record contents (they can be personal data)."""
+
+    def __init__(self, code: ParseErrorCode, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.code: ParseErrorCode = code
+        self.message = message
+        self.line = line
+
+
+def detect_format(key: str) -> FileFormat:
+    """The format named by the key's suffix after an optional `.gz` (gzip itself is told by the bytes)."""
+    name = key.lower().removesuffix(".gz")
+    dot = name.rfind(".")
+    fmt = _SUFFIXES.get(name[dot:]) if dot >= 0 else None
+    if fmt is None:
+        raise ParseError(
+            "unsupported_format", "the key does not end in .json, .jsonl, .ndjson or .csv (optionally + .gz)"
+        )
+    return fmt
+
+
+@dataclass(slots=True)
+class Record:
+    index: int  # 0-based position in the file
+    line: int  # JSONL: the line; CSV: the line the record starts on; JSON: the item number (1-based)
+    data: dict[str, Any] | None  # None when rejected
+    canonical: bytes | None  # sorted-key JSON: what is stored as JSONB
+    row_hash: str | None  # sha256 hex of `canonical`
+    error: str | None  # why the record is rejected; None if it is fine
+
+
+class ByteSource(Protocol):
+    async def read(self, n: int = -1) -> bytes: ...
+
+
+def _record(index: int, line: int, data: Any, where: str) -> Record:
+    if not isinstance(data, dict):
+        return Record(index, line, None, None, None, f"{where} {line}: not a JSON object")
+    try:
+        canonical = orjson.dumps(data, option=CANONICAL)[:-1]
+    except orjson.JSONEncodeError as exc:  # nesting beyond orjson's 254 levels; its message is generic
+        return Record(index, line, None, None, None, f"{where} {line}: cannot be stored as JSON ({exc})")
+    return Record(index, line, data, canonical, hashlib.sha256(canonical).hexdigest(), None)
+
+
+class RecordStream:
+    """The records of one file, in file order, read once from `source`.
+
+    Iterate it (or `batches()`) once; `sha256`, `raw_bytes`, `decompressed_bytes` and `gzipped` describe
+    the file after the iteration has completed.
+    """
+
+    def __init__(
+        self,
+        source: ByteSource,
+        fmt: FileFormat,
+        *,
+        max_bytes: int,
+        max_decompressed_bytes: int,
+        max_records: int,
+        chunk_size: int = 1024 * 1024,
+    ) -> None:
+        self._source = source
+        self._format = fmt
+        self._max_bytes = max_bytes
+        self._max_decompressed_bytes = max_decompressed_bytes
+        self._max_records = max_records
+        self._chunk_size = chunk_size
+        self._hash = hashlib.sha256()
+        self.raw_bytes = 0
+        self.decompressed_bytes = 0
+        self.gzipped = False
+
+    @property
+    def sha256(self) -> str:
+        """Hex sha256 of the raw bytes as stored (compressed if gzipped)."""
+        return self._hash.hexdigest()
+
+    def __aiter__(self) -> AsyncIterator[Record]:
+        return self._records()
+
+    async def batches(self, size: int = DEFAULT_BATCH_SIZE) -> AsyncIterator[list[Record]]:
+        """Lists of `size` records in file order; fewer in the last one, or when large records have
+        already filled BATCH_MAX_BYTES."""
+        batch: list[Record] = []
+        start = 0  # decompressed bytes when the batch began
+        async for records in self._parse():
+            batch += records
+            if len(batch) >= size:
+                full = len(batch) - len(batch) % size
+                for at in range(0, full, size):
+                    yield batch[at : at + size]
+                batch = batch[full:]
+                start = self.decompressed_bytes
+            if batch and self.decompressed_bytes - start >= BATCH_MAX_BYTES:
+                yield batch
+                batch = []
+                start = self.decompressed_bytes
+        if batch:
+            yield batch
+
+    async def _records(self) -> AsyncIterator[Record]:
+        async for records in self._parse():
+            for record in records:
+                yield record
+
+    def _parse(self) -> AsyncIterator[list[Record]]:
+        """The records of each piece of input, as the format's parser makes them."""
+        parsers = {FileFormat.JSON: self._json, FileFormat.JSONL: self._jsonl, FileFormat.CSV: self._csv}
+        return parsers[self._format]()
+
+    def _too_many(self) -> ParseError:
+        return ParseError("too_many_records", f"the file has more than {self._max_records} records")
+
+    # Bytes: raw -> decompressed -> text without a byte order mark, in pieces of at most PIECE_BYTES.
+
+    async def _raw(self) -> AsyncIterator[bytes]:
+        while chunk := await self._source.read(self._chunk_size):
+            self.raw_bytes += len(chunk)
+            if self.raw_bytes > self._max_bytes:
+                raise ParseError("file_too_large", f"the file is larger than {self._max_bytes} bytes")
+            self._hash.update(chunk)
+            yield chunk
+
+    async def _decompressed(self) -> AsyncIterator[bytes]:
+        raw = self._raw()
+        head = await _peek(raw, len(GZIP_MAGIC))
+        self.gzipped = head.startswith(GZIP_MAGIC)
+        pieces = _gunzip(_prepend(head, raw)) if self.gzipped else _split(_prepend(head, raw))
+        async for piece in pieces:
+            self.decompressed_bytes += len(piece)
+            if self.decompressed_bytes > self._max_decompressed_bytes:
+                limit = self._max_decompressed_bytes
+                raise ParseError("file_too_large", f"the file is larger than {limit} bytes uncompressed")
+            yield piece
+
+    async def _text(self) -> AsyncIterator[bytes]:
+        pieces = self._decompressed()
+        head = await _peek(pieces, len(codecs.BOM_UTF8))
+        async for piece in _prepend(head.removeprefix(codecs.BOM_UTF8), pieces):
+            yield piece
+
+    # JSON Lines
+
+    async def _lines(self) -> AsyncIterator[list[bytes]]:
+        """Complete lines without their `\\n`, a list per piece; a line spanning pieces is joined once."""
+        pending: list[bytes] = []
+        async for piece in self._text():
+            lines = piece.split(b"\n")
+            tail = lines.pop()
+            if lines:
+                if pending:
+                    pending.append(lines[0])
+                    lines[0] = b"".join(pending)
+                    pending.clear()
+                yield lines
+            if tail:
+                pending.append(tail)
+        if pending:
+            yield [b"".join(pending)]
+
+    async def _jsonl(self) -> AsyncIterator[list[Record]]:
+        # Inlined per-line work, names bound locally: this loop is the ingestion hot path.
+        loads, dumps, sha256 = orjson.loads, orjson.dumps, hashlib.sha256
+        max_records = self._max_records
+        number = 0
+        index = 0
+        async for lines in self._lines():
+            records: list[Record] = []
+            for line in lines:
+                number += 1
+                try:
+                    data = loads(line)
+                except orjson.JSONDecodeError:
+                    if not line.strip():  # a blank line: no record, but it counts for line numbers
+                        continue
+                    raise _bad_line(line, number) from None
+                if index == max_records:
+                    raise self._too_many()
+                if isinstance(data, dict):
+                    try:
+                        canonical = dumps(data, option=CANONICAL)[:-1]
+                    except orjson.JSONEncodeError:
+                        record = _record(index, number, data, "line")
+                    else:
+                        record = Record(index, number, data, canonical, sha256(canonical).hexdigest(), None)
+                else:
+                    record = _record(index, number, data, "line")
+                records.append(record)
+                index += 1
+            yield records
+
+    # JSON: an array of objects or one object, parsed by ijson (yajl) as the pieces arrive.
+
+    async def _json_values(self) -> AsyncIterator[list[Any]]:
+        """The array's items (or the single object) completed by each piece. The list is reused: it is
+        cleared when the consumer asks for the next one."""
+        pieces = self._text()
+        first = b""
+        async for piece in pieces:
+            first = piece.lstrip(JSON_WHITESPACE)
+            if first:
+                break
+        if first[:1] not in (b"[", b"{"):
+            raise ParseError("parse_error", NOT_RECORDS)
+        found = ijson.sendable_list()
+        parser = ijson.items_coro(found, "item" if first[:1] == b"[" else "", use_float=True)
+        guard = _DepthGuard()
+        taken = 0  # items yielded before `found`
+        carry = b""  # an incomplete UTF-8 sequence at the end of the previous piece
+
+        def invalid(code: ParseErrorCode, problem: str) -> ParseError:
+            number = taken + len(found) + 1  # the item being parsed
+            return ParseError(code, f"item {number}: {problem}", number)
+
+        def feed(data: bytes) -> None:
+            try:
+                parser.send(data)
+            except ijson.JSONError:  # its message quotes the document: not for the processing log
+                raise invalid("parse_error", "invalid JSON") from None
+
+        async for piece in _prepend(first, pieces):
+            data = carry + piece if carry else piece
+            valid, bad_byte = _utf8_prefix(data)
+            if valid:  # (an empty send would tell ijson that the document has ended)
+                guard.feed(data[:valid])
+                feed(data[:valid])
+            if bad_byte:  # raised after the valid part was parsed, so the item number is right
+                raise invalid("encoding", "not valid UTF-8")
+            carry = data[valid:]
+            if found:
+                yield found
+                taken += len(found)
+                found.clear()
+        if carry:
+            raise invalid("encoding", "not valid UTF-8 (cut short)")
+        try:
+            parser.close()
+        except ijson.JSONError:
+            raise invalid("parse_error", "invalid JSON") from None
+        if found:
+            yield found
+
+    async def _json(self) -> AsyncIterator[list[Record]]:
+        # Unlike JSON Lines, not worth inlining: ijson's parsing takes most of the time.
+        max_records = self._max_records
+        index = 0
+        async for items in self._json_values():
+            records: list[Record] = []
+            for item in items:
+                if index == max_records:
+                    raise self._too_many()
+                records.append(_record(index, index + 1, item, "item"))
+                index += 1
+            yield records
+
+    # CSV: the stdlib reader, fed texts that end at a record boundary.
+
+    async def _decoded(self) -> AsyncIterator[str]:
+        carry = b""
+        lines = 0  # newlines before the current piece, to place an encoding error
+        async for piece in self._text():
+            data = carry + piece if carry else piece
+            try:
+                text, used = codecs.utf_8_decode(data, "strict", False)
+            except UnicodeDecodeError as exc:
+                line = lines + data.count(b"\n", 0, exc.start) + 1
+                raise ParseError("encoding", f"line {line}: not valid UTF-8", line) from None
+            carry = data[used:]
+            lines += piece.count(b"\n")
+            yield text
+        if carry:
+            raise ParseError("encoding", f"line {lines + 1}: not valid UTF-8 (cut short)", lines + 1)
+
+    async def _csv_texts(self) -> AsyncIterator[str]:
+        """Texts cut after a newline where the count of `"` so far is even. RFC 4180 doubles a quote inside
+        a quoted field, so an odd count means a quoted field (maybe holding newlines) is still open."""
+        pending: list[str] = []
+        odd = False  # parity of the quotes in `pending`
+        async for text in self._decoded():
+            end_odd = odd ^ bool(text.count('"') & 1)
+            cut = text.rfind("\n") + 1
+            cut_odd = end_odd ^ bool(text.count('"', cut) & 1)
+            while cut and cut_odd:
+                previous = text.rfind("\n", 0, cut - 1) + 1
+                cut_odd ^= bool(text.count('"', previous, cut) & 1)
+                cut = previous
+            if not cut:
+                pending.append(text)
+                odd = end_odd
+                continue
+            pending.append(text[:cut])
+            yield "".join(pending)
+            pending = [text[cut:]]
+            odd = end_odd
+        if tail := "".join(pending):
+            yield tail
+
+    async def _csv(self) -> AsyncIterator[list[Record]]:
+        dumps, sha256 = orjson.dumps, hashlib.sha256
+        max_records = self._max_records
+        header: list[str] | None = None
+        width = 0
+        lines = 0  # physical lines in the texts before the current one
+        index = 0
+        async for text in self._csv_texts():
+            nul = text.find("\0")
+            if nul >= 0:
+                line = lines + text.count("\n", 0, nul) + 1
+                raise ParseError("parse_error", f"line {line}: NUL byte", line)
+            # strict: a quote out of place, or a text ending inside a quoted field, is an error, not a guess.
+            reader = csv.reader(io.StringIO(text, newline="\n"), strict=True)
+            records: list[Record] = []
+            read = 0  # lines the reader had read before the current row
+            try:
+                for row in reader:
+                    number = lines + read + 1
+                    read = reader.line_num
+                    if not row:
+                        continue
+                    if header is None:
+                        header = _header(row, number)
+                        width = len(header)
+                        continue
+                    if index == max_records:
+                        raise self._too_many()
+                    if len(row) == width:
+                        # The lengths were just compared (strict=True would check again, at a cost); the
+                        # values are strings only, which orjson cannot fail on: no try as for JSON.
+                        data = dict(zip(header, row, strict=False))
+                        canonical = dumps(data, option=CANONICAL)[:-1]
+                        record = Record(index, number, data, canonical, sha256(canonical).hexdigest(), None)
+                    else:
+                        problem = f"line {number}: {len(row)} fields, header has {width}"
+                        record = Record(index, number, None, None, None, problem)
+                    records.append(record)
+                    index += 1
+            except csv.Error as exc:
+                line = lines + reader.line_num
+                raise ParseError("parse_error", f"line {line}: {exc}", line) from None
+            lines += reader.line_num
+            yield records
+        if header is None:
+            raise ParseError("parse_error", "line 1: the header row is missing", 1)
+
+
+def _bad_line(line: bytes, number: int) -> ParseError:
+    try:
+        line.decode()
+    except UnicodeDecodeError:
+        return ParseError("encoding", f"line {number}: not valid UTF-8", number)
+    return ParseError("parse_error", f"line {number}: invalid JSON", number)
+
+
+def _utf8_prefix(data: bytes) -> tuple[int, bool]:
+    """How many leading bytes are complete UTF-8, and whether an invalid sequence follows them."""
+    try:
+        return codecs.utf_8_decode(data, "strict", False)[1], False
+    except UnicodeDecodeError as exc:
+        return exc.start, True
+
+
+def _header(row: list[str], line: int) -> list[str]:
+    names: set[str] = set()
+    for column, name in enumerate(row, start=1):
+        if not name.strip():
+            problem = "has no name"
+        elif name in names:
+            problem = "repeats an earlier name"
+        else:
+            names.add(name)
+            continue
+        raise ParseError("parse_error", f"line {line}: header column {column} {problem}", line)
+    return row
+
+
+async def _peek(chunks: AsyncIterator[bytes], n: int) -> bytes:
+    """At least the first `n` bytes (fewer only at the end), however small the chunks are."""
+    head = b""
+    async for chunk in chunks:
+        head += chunk
+        if len(head) >= n:
+            break
+    return head
+
+
+async def _prepend(head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if head:
+        yield head
+    async for chunk in rest:
+        yield chunk
+
+
+async def _split(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    async for chunk in chunks:
+        for start in range(0, len(chunk), PIECE_BYTES):
+            yield chunk[start : start + PIECE_BYTES]
+
+
+async def _gunzip(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Inflates gzip members one after another (`cat a.gz b.gz` is valid gzip), never producing more
+    than PIECE_BYTES at once, so the caller's size limit stops a bomb before it materializes."""
+    inflater = zlib.decompressobj(GZIP_WBITS)
+    async for data in chunks:
+        while True:
+            if inflater.eof:
+                inflater = zlib.decompressobj(GZIP_WBITS)
+            try:
+                piece = inflater.decompress(data, PIECE_BYTES)
+            except zlib.error:
+                raise ParseError("parse_error", "the file is not valid gzip") from None
+            if piece:
+                yield piece
+            data = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
+            # A full piece may leave output inside zlib even when all input is consumed: ask again.
+            if not data and (inflater.eof or len(piece) < PIECE_BYTES):
+                break
+    if not inflater.eof:
+        raise ParseError("parse_error", "the file is not valid gzip: it ends in the middle of the data")
+
+
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)
+_STRING = re.compile(rb'"[^"]*"')
+_PAIR = re.compile(rb"[\[{][\]}]")
+_NOT_STRUCTURE = bytes(sorted(set(range(256)) - set(b'"[]{}')))
+_STEP = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
+_QUICK_PASSES = 4
+
+
+class _DepthGuard:
+    """Refuses JSON nested deeper than MAX_JSON_DEPTH before ijson sees it: ijson keeps a path string per
+    level, so memory grows with depth squared (100 000 levels of `[` would take tens of GB)."""
+
+    def __init__(self) -> None:
+        self._depth = 0
+        self._in_string = False
+        self._escaped = False  # the previous piece ended with a backslash that escapes our first byte
+
+    def feed(self, data: bytes) -> None:
+        if self._escaped:
+            data = data[1:]
+            self._escaped = False
+        if b"\\" in data:
+            trailing = len(data) - len(data.rstrip(b"\\"))
+            if trailing % 2:
+                data = data[:-1]
+                self._escaped = True
+            data = _ESCAPE.sub(b"", data)
+        marks = data.translate(None, _NOT_STRUCTURE)
+        if self._in_string:
+            marks = b'"' + marks
+        # Dropping two adjacent quotes keeps every other mark inside or outside a string as it was; it
+        # removes most strings (those without brackets) at C speed before the regular expression.
+        marks = marks.replace(b'""', b"")
+        if b'"' in marks:
+            marks = _STRING.sub(b"", marks)
+        quote = marks.find(b'"')
+        self._in_string = quote >= 0
+        brackets = marks[:quote] if self._in_string else marks
+        start = self._depth
+        opens = brackets.count(b"[") + brackets.count(b"{")
+        self._depth = start + 2 * opens - len(brackets)
+        # Cheap bound first: once innermost pairs have been removed `passes` times and none are left, what
+        # remains is `]...][...[`, so the deepest point is at most the higher end plus `passes`.
+        rest = brackets
+        passes = 0
+        while passes < _QUICK_PASSES:
+            shorter = _PAIR.sub(b"", rest)
+            if len(shorter) == len(rest):
+                if max(start, self._depth) + passes <= MAX_JSON_DEPTH:
+                    return
+                break
+            rest = shorter
+            passes += 1
+        # The exact walk: depth after i brackets = (sum of the first i steps, 2 per `[{` and 0 per `]}`) - i.
+        deepest = max(map(sub, accumulate(brackets.translate(_STEP), initial=0), count()))
+        if start + deepest > MAX_JSON_DEPTH:
+            raise ParseError("parse_error", f"the JSON is nested deeper than {MAX_JSON_DEPTH} levels")

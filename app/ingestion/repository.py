@@ -1,0 +1,211 @@
+"""All SQL for file_processing_log and processed_data: claims and leases, the staged load, outcomes."""
+
+from collections.abc import AsyncIterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from app.core.db import Connection
+
+STAGING_TABLE = "ingest_staging"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    file_id: int
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExistingFile:
+    file_id: int
+    status: str
+    lease_expires_at: datetime | None
+    seconds_left: float  # until the lease expires; <= 0 when there is none
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    rows_read: int = 0
+    rows_inserted: int = 0
+    rows_skipped: int = 0
+    rows_rejected: int = 0
+
+
+async def claim(
+    conn: Connection,
+    *,
+    bucket: str,
+    key: str,
+    version_id: str | None,
+    etag: str | None,
+    size: int | None,
+    trigger: str,
+    owner: str,
+    lease_seconds: int,
+) -> Claim | None:
+    """Insert the object version as `processing` under our lease, or take over a pending one or one
+    whose lease expired (a crashed worker). None when another state holds it."""
+    row = await conn.fetchrow(
+        """
+        INSERT INTO file_processing_log AS log
+            (bucket, key, version_id, etag, size_bytes, status, attempts,
+             lease_owner, lease_expires_at, trigger, started_at)
+        VALUES ($1, $2, $3, $4, $5, 'processing', 1,
+                $6, now() + make_interval(secs => $7), $8, now())
+        ON CONFLICT (bucket, key, object_version) DO UPDATE
+            SET status = 'processing',
+                attempts = log.attempts + 1,
+                lease_owner = EXCLUDED.lease_owner,
+                lease_expires_at = EXCLUDED.lease_expires_at,
+                started_at = now(),
+                finished_at = NULL
+            WHERE log.status = 'pending'
+               OR (log.status = 'processing' AND log.lease_expires_at < now())
+        RETURNING id, attempts
+        """,
+        bucket,
+        key,
+        version_id,
+        etag,
+        size,
+        owner,
+        float(lease_seconds),
+        trigger,
+    )
+    return Claim(row["id"], row["attempts"]) if row else None
+
+
+async def find(conn: Connection, *, bucket: str, key: str, object_version: str) -> ExistingFile | None:
+    row = await conn.fetchrow(
+        """
+        SELECT id, status, lease_expires_at,
+               COALESCE(EXTRACT(EPOCH FROM lease_expires_at - now()), 0)::float8 AS seconds_left
+        FROM file_processing_log
+        WHERE bucket = $1 AND key = $2 AND object_version = $3
+        """,
+        bucket,
+        key,
+        object_version,
+    )
+    if row is None:
+        return None
+    return ExistingFile(row["id"], row["status"], row["lease_expires_at"], row["seconds_left"])
+
+
+async def renew_lease(conn: Connection, file_id: int, owner: str, lease_seconds: int) -> bool:
+    renewed = await conn.fetchval(
+        """
+        UPDATE file_processing_log SET lease_expires_at = now() + make_interval(secs => $3)
+        WHERE id = $1 AND lease_owner = $2 AND status = 'processing'
+        RETURNING id
+        """,
+        file_id,
+        owner,
+        float(lease_seconds),
+    )
+    return renewed is not None
+
+
+async def set_details(
+    conn: Connection, file_id: int, *, sha256: str, size: int, content_type: str | None
+) -> None:
+    await conn.execute(
+        "UPDATE file_processing_log SET sha256 = $2, size_bytes = $3, content_type = $4 WHERE id = $1",
+        file_id,
+        sha256,
+        size,
+        content_type,
+    )
+
+
+async def create_staging(conn: Connection) -> None:
+    await conn.execute(
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING_TABLE} "
+        "(record_index BIGINT NOT NULL, row_hash TEXT NOT NULL, data JSONB NOT NULL) ON COMMIT DELETE ROWS"
+    )
+
+
+async def copy_to_staging(conn: Connection, rows: AsyncIterable[tuple[int, str, bytes]]) -> None:
+    """COPY (record_index, row_hash, canonical JSON) rows into the session's staging table."""
+    await conn.copy_records_to_table(
+        STAGING_TABLE, records=rows, columns=["record_index", "row_hash", "data"]
+    )
+
+
+async def insert_from_staging(conn: Connection, *, file_id: int, bucket: str, key: str) -> int:
+    """Move staged rows into processed_data; rows already seen under this key are skipped."""
+    status = await conn.execute(
+        f"""
+        INSERT INTO processed_data (file_id, bucket, key, record_index, row_hash, data)
+        SELECT $1, $2, $3, record_index, row_hash, data FROM {STAGING_TABLE}
+        ON CONFLICT (bucket, key, row_hash) DO NOTHING
+        """,  # noqa: S608
+        file_id,
+        bucket,
+        key,
+    )
+    return int(status.rsplit(" ", 1)[-1])
+
+
+async def complete(
+    conn: Connection, file_id: int, owner: str, counts: Counts, *, error_message: str | None = None
+) -> bool:
+    """Mark our file completed; False if the lease was lost (the caller must roll back)."""
+    done = await conn.fetchval(
+        """
+        UPDATE file_processing_log
+        SET status = 'completed', rows_read = $3, rows_inserted = $4, rows_skipped = $5,
+            rows_rejected = $6, error_code = CASE WHEN $7::text IS NULL THEN NULL ELSE 'rows_rejected' END,
+            error_message = $7, lease_owner = NULL, lease_expires_at = NULL, finished_at = now()
+        WHERE id = $1 AND lease_owner = $2 AND status = 'processing'
+        RETURNING id
+        """,
+        file_id,
+        owner,
+        counts.rows_read,
+        counts.rows_inserted,
+        counts.rows_skipped,
+        counts.rows_rejected,
+        error_message,
+    )
+    return done is not None
+
+
+async def finish_without_load(
+    conn: Connection,
+    file_id: int,
+    owner: str,
+    *,
+    status: str,
+    error_code: str,
+    error_message: str,
+    counts: Counts,
+) -> None:
+    """Record a permanent failure (`failed`) or a deliberate skip (`skipped`) of our file."""
+    await conn.execute(
+        """
+        UPDATE file_processing_log
+        SET status = $3, error_code = $4, error_message = $5, rows_read = $6, rows_rejected = $7,
+            lease_owner = NULL, lease_expires_at = NULL, finished_at = now()
+        WHERE id = $1 AND lease_owner = $2 AND status = 'processing'
+        """,
+        file_id,
+        owner,
+        status,
+        error_code,
+        error_message,
+        counts.rows_read,
+        counts.rows_rejected,
+    )
+
+
+async def release(conn: Connection, file_id: int, owner: str) -> None:
+    """Give a claim back (transient failure, shutdown): another attempt may take it at once."""
+    await conn.execute(
+        """
+        UPDATE file_processing_log SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL
+        WHERE id = $1 AND lease_owner = $2 AND status = 'processing'
+        """,
+        file_id,
+        owner,
+    )

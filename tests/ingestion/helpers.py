@@ -1,0 +1,112 @@
+"""Waiting on the processing log and on metrics with a deadline, and S3 event bodies for the queue."""
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote_plus
+
+import asyncpg
+from prometheus_client import REGISTRY
+
+FINAL_STATUSES = ("completed", "failed", "skipped")
+
+
+async def wait_for_file(
+    db: asyncpg.Connection, bucket: str, key: str, deadline_seconds: float = 30.0
+) -> asyncpg.Record:
+    """The log row of the newest version of `key` once it reached a final status."""
+    deadline = time.monotonic() + deadline_seconds
+    while time.monotonic() < deadline:
+        row = await db.fetchrow(
+            "SELECT * FROM file_processing_log WHERE bucket = $1 AND key = $2 ORDER BY id DESC LIMIT 1",
+            bucket,
+            key,
+        )
+        if row is not None and row["status"] in FINAL_STATUSES:
+            return row
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{key} did not reach a final status in {deadline_seconds}s (last: {row})")
+
+
+def metric(name: str, labels: dict[str, str] | None = None) -> float:
+    return REGISTRY.get_sample_value(name, labels or {}) or 0.0
+
+
+async def wait_for_metric(
+    name: str, labels: dict[str, str], above: float, deadline_seconds: float = 30.0
+) -> float:
+    deadline = time.monotonic() + deadline_seconds
+    while time.monotonic() < deadline:
+        value = metric(name, labels)
+        if value > above:
+            return value
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{name}{labels} stayed at {above} for {deadline_seconds}s")
+
+
+async def wait_until(check: Callable[[], Any], deadline_seconds: float = 30.0) -> Any:
+    deadline = time.monotonic() + deadline_seconds
+    while time.monotonic() < deadline:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"condition not met in {deadline_seconds}s")
+
+
+def s3_event(bucket: str, key: str, *, etag: str, version_id: str | None, size: int) -> dict[str, Any]:
+    """An S3 ObjectCreated notification as S3 sends it (key URL-encoded)."""
+    obj: dict[str, Any] = {"key": quote_plus(key, safe="/"), "size": size, "eTag": etag.strip('"')}
+    if version_id:
+        obj["versionId"] = version_id
+    return {
+        "Records": [
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "awsRegion": "us-east-1",
+                "eventTime": "2026-11-23T12:00:00.000Z",
+                "eventName": "ObjectCreated:Put",
+                "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket}, "object": obj},
+            }
+        ]
+    }
+
+
+def sns_envelope(message: dict[str, Any], topic_arn: str) -> dict[str, Any]:
+    return {
+        "Type": "Notification",
+        "MessageId": "0b1f4e2a-sns-test",
+        "TopicArn": topic_arn,
+        "Message": json.dumps(message),
+        "Timestamp": "2026-11-23T12:00:00.000Z",
+        "SignatureVersion": "1",
+    }
+
+
+def eventbridge_event(
+    bucket: str, key: str, *, etag: str, version_id: str | None, size: int
+) -> dict[str, Any]:
+    detail_object: dict[str, Any] = {"key": key, "size": size, "etag": etag.strip('"')}
+    if version_id:
+        detail_object["version-id"] = version_id
+    return {
+        "version": "0",
+        "id": "17793124-05d4-b198-2fde-7ededc63b103",
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "account": "123456789012",
+        "time": "2026-11-23T12:00:00Z",
+        "region": "us-east-1",
+        "resources": [f"arn:aws:s3:::{bucket}"],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": bucket},
+            "object": detail_object,
+            "reason": "PutObject",
+        },
+    }

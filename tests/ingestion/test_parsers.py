@@ -1,0 +1,564 @@
+"""The streaming parsers, fed from memory in chunks of 1 byte, 7 bytes and 64 KiB so that every chunk
+boundary (inside a BOM, a gzip header, a UTF-8 sequence, a quoted field, a line) is crossed."""
+
+import gzip
+import hashlib
+import tracemalloc
+import zlib
+from collections.abc import Iterator
+
+import orjson
+import pytest
+
+from app.ingestion.parsers import (
+    MAX_JSON_DEPTH,
+    PIECE_BYTES,
+    FileFormat,
+    ParseError,
+    Record,
+    RecordStream,
+    detect_format,
+)
+
+CHUNK_SIZES = [1, 7, 64 * 1024]
+NO_LIMIT = 1 << 40
+MIB = 1024 * 1024
+BOM = b"\xef\xbb\xbf"
+
+
+class MemorySource:
+    """A ByteSource over bytes that hands out at most `chunk` bytes per read."""
+
+    def __init__(self, data: bytes, chunk: int) -> None:
+        self._data = memoryview(data)
+        self._chunk = chunk
+        self._at = 0
+
+    async def read(self, n: int = -1) -> bytes:
+        size = self._chunk if n < 0 else min(n, self._chunk)
+        chunk = bytes(self._data[self._at : self._at + size])
+        self._at += len(chunk)
+        return chunk
+
+
+class GeneratedSource:
+    """A ByteSource that makes its bytes as they are read, so a large file never sits in the test."""
+
+    def __init__(self, blocks: Iterator[bytes]) -> None:
+        self._blocks = blocks
+
+    async def read(self, n: int = -1) -> bytes:
+        return next(self._blocks, b"")
+
+
+def stream(
+    data: bytes,
+    fmt: FileFormat,
+    chunk: int = 7,
+    *,
+    max_bytes: int = NO_LIMIT,
+    max_decompressed_bytes: int = NO_LIMIT,
+    max_records: int = NO_LIMIT,
+) -> RecordStream:
+    return RecordStream(
+        MemorySource(data, chunk),
+        fmt,
+        max_bytes=max_bytes,
+        max_decompressed_bytes=max_decompressed_bytes,
+        max_records=max_records,
+    )
+
+
+async def parse(data: bytes, fmt: FileFormat, chunk: int = 7, **limits: int) -> list[Record]:
+    return [record async for record in stream(data, fmt, chunk, **limits)]
+
+
+async def parse_error(data: bytes, fmt: FileFormat, chunk: int = 7, **limits: int) -> ParseError:
+    with pytest.raises(ParseError) as caught:
+        await parse(data, fmt, chunk, **limits)
+    return caught.value
+
+
+def rows(records: list[Record]) -> list[tuple[int, dict[str, object] | None, str | None]]:
+    return [(record.line, record.data, record.error) for record in records]
+
+
+# JSON
+
+
+@pytest.mark.parametrize("chunk", CHUNK_SIZES)
+async def test_json_array_of_objects_yields_each_item(chunk: int) -> None:
+    data = b' [ {"a": 1, "b": "x"},\n  {"a": 2.5, "b": null}, {} ] \n'
+
+    records = await parse(data, FileFormat.JSON, chunk)
+
+    assert rows(records) == [(1, {"a": 1, "b": "x"}, None), (2, {"a": 2.5, "b": None}, None), (3, {}, None)]
+    assert [record.index for record in records] == [0, 1, 2]
+    assert records[0].canonical == b'{"a":1,"b":"x"}'
+    assert records[0].row_hash == hashlib.sha256(b'{"a":1,"b":"x"}').hexdigest()
+
+
+@pytest.mark.parametrize("chunk", CHUNK_SIZES)
+async def test_json_single_object_is_one_record(chunk: int) -> None:
+    records = await parse(b'\n{"user_id": "u1", "name": "Ada"}\n', FileFormat.JSON, chunk)
+
+    assert rows(records) == [(1, {"user_id": "u1", "name": "Ada"}, None)]
+
+
+async def test_json_nested_structures_are_kept() -> None:
+    document = {"id": 1, "address": {"city": "Oslo", "geo": [59.9, 10.7]}, "tags": [{"k": "v"}, [], None]}
+
+    records = await parse(orjson.dumps([document]), FileFormat.JSON)
+
+    assert records[0].data == document
+    assert orjson.loads(records[0].canonical or b"") == document
+
+
+@pytest.mark.parametrize("chunk", CHUNK_SIZES)
+async def test_json_non_object_item_is_rejected_with_its_item_number(chunk: int) -> None:
+    records = await parse(b'[{"a": 1}, 42, ["x"], {"a": 2}]', FileFormat.JSON, chunk)
+
+    assert rows(records) == [
+        (1, {"a": 1}, None),
+        (2, None, "item 2: not a JSON object"),
+        (3, None, "item 3: not a JSON object"),
+        (4, {"a": 2}, None),
+    ]
+    assert records[1].canonical is None
+    assert records[1].row_hash is None
+
+
+@pytest.mark.parametrize("document", [b"42", b'"text"', b"null", b"true", b"", b"  \n "])
+async def test_json_top_level_scalar_is_a_parse_error(document: bytes) -> None:
+    error = await parse_error(document, FileFormat.JSON)
+
+    assert error.code == "parse_error"
+    assert error.message == "a JSON file must hold an object or an array of objects"
+
+
+@pytest.mark.parametrize("chunk", CHUNK_SIZES)
+async def test_json_syntax_error_is_a_parse_error_with_its_item_number(chunk: int) -> None:
+    error = await parse_error(b'[{"a": 1}, {"a": 2}, {"secret": tru}]', FileFormat.JSON, chunk)
+
+    assert (error.code, error.line, error.message) == ("parse_error", 3, "item 3: invalid JSON")
+
+
+@pytest.mark.parametrize("document", [b'[{"a": 1}', b'[{"a": 1}] [', b'{"a": 1} {"b": 2}', b'[{"a": 1},]'])
+async def test_json_truncated_or_trailing_content_is_a_parse_error(document: bytes) -> None:
+    error = await parse_error(document, FileFormat.JSON)
+
+    assert error.code == "parse_error"
+    assert "invalid JSON" in error.message
+
+
+@pytest.mark.parametrize("chunk", [64 * 1024, MIB])
+@pytest.mark.parametrize("document", [b"[" * 100_000, b'{"a":' * 100_000, b"[" * 100_000 + b"]" * 100_000])
+async def test_json_deeply_nested_is_a_parse_error_not_a_crash(document: bytes, chunk: int) -> None:
+    tracemalloc.start()
+    try:
+        error = await parse_error(document, FileFormat.JSON, chunk)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert error.code == "parse_error"
+    assert error.message == f"the JSON is nested deeper than {MAX_JSON_DEPTH} levels"
+    assert peak < 20 * MIB
+
+
+@pytest.mark.parametrize("chunk", CHUNK_SIZES)
+async def test_json_brackets_and_escaped_quotes_inside_strings_do_not_count_as_nesting(chunk: int) -> None:
+    tricky = '\\"[[[' + "[" * 3000 + '\\\\"'  # an escaped quote, many brackets, an escaped backslash
+    document = [{"s": tricky, "t": "}" * 3000}, {"deep": [[[{"x": "]"}]]]}]
+
+    records = await parse(orjson.dumps(document), FileFormat.JSON, chunk)
+
+    assert [record.data for record in records] == document
+
+
+async def test_json_nesting_orjson_cannot_store_is_a_rejected_record() -> None:
+    deep = b"[" * 300 + b"]" * 300  # within MAX_JSON_DEPTH, beyond what orjson serializes
+    records = await parse(b'[{"ok": 1}, {"deep": ' + deep + b"}]", FileFormat.JSON, 4096)
+
+    assert records[0].error is None
+    assert records[1].data is None
+    assert (records[1].error or "").startswith("item 2: cannot be stored as JSON")
+
+
+# JSON Lines
+
+
+@pytest.mark.parametrize("chunk", CHUNK_SIZES)
+async def test_jsonl_skips_blank_lines_accepts_crlf_and_a_last_line_without_newline(chunk: int) -> None:
+    data = b'{"a": 1}\r\n\r\n   \n{"a": 2}\n\t\n{"a": 3}'
+
+    records = await parse(data, FileFormat.JSONL, chunk)
+
+    assert rows(records) == [(1, {"a": 1}, None), (4, {"a": 2}, None), (6, {"a": 3}, None)]
+    assert [record.index for record in records] == [0, 1, 2]
+
+
+async def test_ndjson_key_parses_as_json_lines() -> None:
+    records = await parse(b'{"a": 1}\n{"a": 2}\n', detect_format("events/2024/batch.NDJSON"))
+
+    assert [record.data for record in records] == [{"a": 1}, {"a": 2}]
+
+
+@pytest.mark.parametrize("chunk", CHUNK_SIZES)
+async def test_jsonl_invalid_line_is_a_parse_error_with_its_line_number(chunk: int) -> None:
+    error = await parse_error(b'{"a": 1}\n\n{"a": 2}\n{"secret": "x",\n', FileFormat.JSONL, chunk)
+
+    assert (error.code, error.line, error.message) == ("parse_error", 4, "line 4: invalid JSON")
+    assert "secret" not in str(error)
+
+
+@pytest.mark.parametrize("chunk", CHUNK_SIZES)
+async def test_jsonl_non_object_line_is_rejected_with_its_line_number(chunk: int) -> None:
+    records = await parse(b'{"a": 1}\n7\n["a"]\n"s"\n{"a": 2}\n', FileFormat.JSONL, chunk)
+
+    assert rows(records) == [
+        (1, {"a": 1}, None),
+        (2, None, "line 2: not a JSON object"),
+        (3, None, "line 3: not a JSON object"),
+        (4, None, "line 4: not a JSON object"),
+        (5, {"a": 2}, None),
+    ]
+
+
+async def test_jsonl_line_much_longer_than_a_chunk() -> None:
+    long_value = "x" * (3 * MIB)
+    data = b'{"a": 1}\n' + orjson.dumps({"long": long_value}) + b'\n{"a": 2}\n'
+
+    records = await parse(data, FileFormat.JSONL, 64 * 1024)
+
+    assert [record.line for record in records] == [1, 2, 3]
+    assert records[1].data == {"long": long_value}
+
+
+async def test_jsonl_nesting_orjson_cannot_store_is_a_rejected_record() -> None:
+    deep = b"[" * 300 + b"]" * 300
+    records = await parse(b'{"deep": ' + deep + b'}\n{"ok": 1}\n', FileFormat.JSONL)
+
+    assert (records[0].error or "").startswith("line 1: cannot be stored as JSON")
+    assert records[1].data == {"ok": 1}
+
+
+# CSV
+
+
+@pytest.mark.parametrize("chunk", CHUNK_SIZES)
+async def test_csv_rows_become_dicts_of_strings(chunk: int) -> None:
+    data = b"id,name,score\r\n1,Ada,9.5\r\n2,,\r\n"
+
+    records = await parse(data, FileFormat.CSV, chunk)
+
+    assert rows(records) == [
+        (2, {"id": "1", "name": "Ada", "score": "9.5"}, None),
+        (3, {"id": "2", "name": "", "score": ""}, None),
+    ]
+    assert records[0].canonical == b'{"id":"1","name":"Ada","score":"9.5"}'
+
+
+@pytest.mark.parametrize("chunk", CHUNK_SIZES)
+async def test_csv_quoted_commas_quotes_and_newlines_keep_start_lines(chunk: int) -> None:
+    data = (
+        b"id,note\n"
+        b'1,"a, b"\n'
+        b'2,"she said ""hi"""\n'
+        b'3,"line one\n'
+        b"line two\n"
+        b'line three"\n'
+        b"\n"
+        b'4,"""quoted""\n,"\n'
+        b"5,end"
+    )
+
+    records = await parse(data, FileFormat.CSV, chunk)
+
+    assert rows(records) == [
+        (2, {"id": "1", "note": "a, b"}, None),
+        (3, {"id": "2", "note": 'she said "hi"'}, None),
+        (4, {"id": "3", "note": "line one\nline two\nline three"}, None),
+        (8, {"id": "4", "note": '"quoted"\n,'}, None),
+        (10, {"id": "5", "note": "end"}, None),
+    ]
+
+
+@pytest.mark.parametrize("chunk", CHUNK_SIZES)
+async def test_csv_ragged_row_is_rejected_with_its_line_number(chunk: int) -> None:
+    records = await parse(b"a,b,c,d,e\n1,2,3,4,5\n1,2,3\n1,2,3,4,5,6\n", FileFormat.CSV, chunk)
+
+    assert rows(records) == [
+        (2, {"a": "1", "b": "2", "c": "3", "d": "4", "e": "5"}, None),
+        (3, None, "line 3: 3 fields, header has 5"),
+        (4, None, "line 4: 6 fields, header has 5"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("header", "problem"),
+    [
+        (b"id,name,id", "line 1: header column 3 repeats an earlier name"),
+        (b"id,,name", "line 1: header column 2 has no name"),
+        (b"id, ", "line 1: header column 2 has no name"),
+        (b'""', "line 1: header column 1 has no name"),
+    ],
+)
+async def test_csv_duplicate_or_blank_header_is_a_parse_error(header: bytes, problem: str) -> None:
+    error = await parse_error(header + b"\n1,2,3\n", FileFormat.CSV)
+
+    assert (error.code, error.line, error.message) == ("parse_error", 1, problem)
+
+
+async def test_csv_without_a_header_is_a_parse_error() -> None:
+    error = await parse_error(b"\n\n", FileFormat.CSV)
+
+    assert (error.code, error.message) == ("parse_error", "line 1: the header row is missing")
+
+
+@pytest.mark.parametrize("chunk", CHUNK_SIZES)
+async def test_csv_nul_byte_is_a_parse_error(chunk: int) -> None:
+    error = await parse_error(b"a,b\n1,2\n3,x\x00y\n", FileFormat.CSV, chunk)
+
+    assert (error.code, error.line, error.message) == ("parse_error", 3, "line 3: NUL byte")
+
+
+async def test_csv_unterminated_quote_is_a_parse_error() -> None:
+    error = await parse_error(b'a,b\n1,"open\n2,3\n', FileFormat.CSV)
+
+    assert error.code == "parse_error"
+    assert error.line == 3
+
+
+# Encodings
+
+
+@pytest.mark.parametrize("chunk", CHUNK_SIZES)
+@pytest.mark.parametrize(
+    ("fmt", "data", "expected"),
+    [
+        (FileFormat.JSON, b'[{"k": "\xc3\xa9"}]', {"k": "é"}),
+        (FileFormat.JSONL, b'{"k": "\xc3\xa9"}\n', {"k": "é"}),
+        (FileFormat.CSV, b"k\n\xc3\xa9\n", {"k": "é"}),
+    ],
+)
+async def test_byte_order_mark_is_skipped(
+    fmt: FileFormat, data: bytes, expected: dict[str, str], chunk: int
+) -> None:
+    records = await parse(BOM + data, fmt, chunk)
+
+    assert [record.data for record in records] == [expected]
+
+
+@pytest.mark.parametrize("chunk", CHUNK_SIZES)
+@pytest.mark.parametrize(
+    ("fmt", "data", "line"),
+    [
+        (FileFormat.JSON, b'[{"a": "ok"}, {"a": "\xc3\xa9"}, {"a": "\xff"}]', 3),
+        (FileFormat.JSONL, b'{"a": "ok"}\n\n{"a": "\xe2\x82"}\n', 3),
+        (FileFormat.CSV, b'a\nok\n"multi\nline"\n\xc3\n', 5),
+        (FileFormat.CSV, b"a\nok\n\xe2\x82", 3),
+    ],
+)
+async def test_invalid_utf8_is_an_encoding_error_with_its_position(
+    fmt: FileFormat, data: bytes, line: int, chunk: int
+) -> None:
+    error = await parse_error(data, fmt, chunk)
+
+    assert (error.code, error.line) == ("encoding", line)
+
+
+# gzip
+
+
+@pytest.mark.parametrize("chunk", CHUNK_SIZES)
+@pytest.mark.parametrize(
+    ("key", "compress"),
+    [("drop/data.jsonl", True), ("drop/data.jsonl.gz", False), ("drop/data.jsonl.gz", True)],
+)
+async def test_gzip_is_detected_by_magic_bytes_not_the_key(key: str, compress: bool, chunk: int) -> None:
+    text = b'{"a": 1}\n{"a": 2}\n'
+    data = gzip.compress(text) if compress else text
+    parsed = stream(data, detect_format(key), chunk)
+
+    records = [record async for record in parsed]
+
+    assert [record.data for record in records] == [{"a": 1}, {"a": 2}]
+    assert parsed.gzipped is compress
+    assert (parsed.raw_bytes, parsed.decompressed_bytes) == (len(data), len(text))
+
+
+@pytest.mark.parametrize("chunk", CHUNK_SIZES)
+async def test_multi_member_gzip_is_read_to_the_end(chunk: int) -> None:
+    data = gzip.compress(b"id,n\n1,a\n") + gzip.compress(b"") + gzip.compress(b"2,b\n3,")
+    data += gzip.compress(b"c\n")
+
+    records = await parse(data, FileFormat.CSV, chunk)
+
+    assert [record.data for record in records] == [
+        {"id": "1", "n": "a"},
+        {"id": "2", "n": "b"},
+        {"id": "3", "n": "c"},
+    ]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        gzip.compress(b'{"a": 1}\n' * 1000)[:-20],  # cut short
+        gzip.compress(b'{"a": 1}\n')[:12],  # inside the deflate stream
+        b"\x1f\x8b",  # the magic bytes only
+        gzip.compress(b'{"a": 1}\n') + b"trailing garbage",
+        b"\x1f\x8b\x08\x00" + b"\xff" * 40,  # a corrupt header and body
+    ],
+)
+async def test_truncated_or_corrupt_gzip_is_a_parse_error(data: bytes) -> None:
+    error = await parse_error(data, FileFormat.JSONL)
+
+    assert error.code == "parse_error"
+    assert "not valid gzip" in error.message
+
+
+async def test_gzip_bomb_stops_at_the_decompressed_limit_without_inflating_it() -> None:
+    deflater = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = bytes(MIB)
+    bomb = b"".join(deflater.compress(zeros) for _ in range(100)) + deflater.flush()  # 100 MiB of zeros
+    parsed = stream(bomb, FileFormat.JSONL, 64 * 1024, max_decompressed_bytes=MIB)
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(ParseError) as caught:
+            async for _ in parsed:
+                pass
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert caught.value.code == "file_too_large"
+    assert parsed.decompressed_bytes <= MIB + PIECE_BYTES
+    assert parsed.raw_bytes < len(bomb)
+    assert peak < 20 * MIB
+
+
+# Limits, hashes and batches
+
+
+async def test_max_bytes_is_enforced_on_the_raw_bytes() -> None:
+    data = b'{"a": 1}\n' * 100
+
+    error = await parse_error(data, FileFormat.JSONL, 64, max_bytes=len(data) - 1)
+    records = await parse(data, FileFormat.JSONL, 64, max_bytes=len(data))
+
+    assert error.code == "file_too_large"
+    assert len(records) == 100
+
+
+async def test_max_decompressed_bytes_applies_to_plain_files_too() -> None:
+    error = await parse_error(b'{"a": 1}\n' * 100, FileFormat.JSONL, max_decompressed_bytes=100)
+
+    assert error.code == "file_too_large"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "data"),
+    [
+        (FileFormat.JSON, b'[{"a": 1}, 2, {"a": 3}, {"a": 4}]'),
+        (FileFormat.JSONL, b'{"a": 1}\n2\n{"a": 3}\n\n{"a": 4}\n'),
+        (FileFormat.CSV, b"a\n1\n2\n\n3\n4\n"),
+    ],
+)
+async def test_max_records_counts_rejected_records_too(fmt: FileFormat, data: bytes) -> None:
+    error = await parse_error(data, fmt, max_records=3)
+    records = await parse(data, fmt, max_records=4)
+
+    assert (error.code, error.message) == ("too_many_records", "the file has more than 3 records")
+    assert len(records) == 4
+
+
+@pytest.mark.parametrize("compress", [False, True])
+async def test_sha256_is_of_the_raw_bytes_as_stored(compress: bool) -> None:
+    text = b"id\n" + b"".join(b"%d\n" % n for n in range(10_000))
+    data = gzip.compress(text) if compress else text
+    parsed = stream(data, FileFormat.CSV, 4096)
+
+    count = sum([len(batch) async for batch in parsed.batches()])
+
+    assert count == 10_000
+    assert parsed.sha256 == hashlib.sha256(data).hexdigest()
+    assert parsed.raw_bytes == len(data)
+
+
+async def test_row_hash_is_the_same_for_the_same_object_in_any_key_order() -> None:
+    data = b'{"b": [1, {"y": 2, "x": 1}], "a": "v"}\n{"a": "v", "b": [1, {"x": 1, "y": 2}]}\n{"a": "w"}\n'
+
+    first, second, third = await parse(data, FileFormat.JSONL)
+
+    assert first.canonical == second.canonical == b'{"a":"v","b":[1,{"x":1,"y":2}]}'
+    assert first.row_hash == second.row_hash == hashlib.sha256(first.canonical or b"").hexdigest()
+    assert third.row_hash != first.row_hash
+
+
+async def test_batches_keep_file_order_and_size() -> None:
+    data = b"".join(b'{"n": %d}\n' % n for n in range(2_500))
+
+    batches = [batch async for batch in stream(data, FileFormat.JSONL, 64 * 1024).batches(1000)]
+
+    assert [len(batch) for batch in batches] == [1000, 1000, 500]
+    assert [record.data for batch in batches for record in batch] == [{"n": n} for n in range(2_500)]
+    assert [record.index for batch in batches for record in batch] == list(range(2_500))
+
+
+async def test_large_jsonl_parses_in_constant_memory() -> None:
+    records = 200_000
+
+    def blocks() -> Iterator[bytes]:
+        for start in range(0, records, 250):
+            yield b"".join(
+                b'{"id": %d, "name": "user %d", "email": "user%d@example.com", "notes": "%s"}\n'
+                % (n, n, n, b"lorem ipsum " * 10)
+                for n in range(start, start + 250)
+            )
+
+    parsed = RecordStream(
+        GeneratedSource(blocks()),
+        FileFormat.JSONL,
+        max_bytes=NO_LIMIT,
+        max_decompressed_bytes=NO_LIMIT,
+        max_records=NO_LIMIT,
+    )
+    seen = 0
+    tracemalloc.start()
+    try:
+        async for batch in parsed.batches():
+            seen += len(batch)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert seen == records
+    assert parsed.raw_bytes > 35 * MIB
+    assert peak < 10 * MIB
+
+
+@pytest.mark.parametrize(
+    ("key", "fmt"),
+    [
+        ("a.json", FileFormat.JSON),
+        ("dir/A.JSON", FileFormat.JSON),
+        ("x.json.gz", FileFormat.JSON),
+        ("x.jsonl", FileFormat.JSONL),
+        ("x.ndjson.GZ", FileFormat.JSONL),
+        ("reports/2024 q1.csv", FileFormat.CSV),
+        ("x.CSV.gz", FileFormat.CSV),
+    ],
+)
+def test_detect_format_reads_the_suffix_after_an_optional_gz(key: str, fmt: FileFormat) -> None:
+    assert detect_format(key) is fmt
+
+
+@pytest.mark.parametrize("key", ["a.txt", "a.gz", "json", "a.json.zip", "a.csv/", "a.json.gz.gz", ""])
+def test_detect_format_refuses_other_suffixes(key: str) -> None:
+    with pytest.raises(ParseError) as caught:
+        detect_format(key)
+
+    assert caught.value.code == "unsupported_format"
