@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format clean constraints bench
+.PHONY: run test lint format clean constraints bench bench-quick
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=python3.11)")'
@@ -21,6 +21,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.upload_memory
+	$(PY) -m bench.ingest --megabytes 1024
+
+bench-quick: $(STAMP)
+	$(PY) -m bench.upload_memory
+	$(PY) -m bench.ingest --megabytes 100
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -7,6 +7,8 @@ from datetime import datetime
 from app.core.db import Connection
 
 STAGING_TABLE = "ingest_staging"
+# A file's load streams from S3 for as long as the file takes; DB_COMMAND_TIMEOUT_SECONDS is for requests.
+LOAD_TIMEOUT_SECONDS = 6 * 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +130,10 @@ async def create_staging(conn: Connection) -> None:
 async def copy_to_staging(conn: Connection, rows: AsyncIterable[tuple[int, str, bytes]]) -> None:
     """COPY (record_index, row_hash, canonical JSON) rows into the session's staging table."""
     await conn.copy_records_to_table(
-        STAGING_TABLE, records=rows, columns=["record_index", "row_hash", "data"]
+        STAGING_TABLE,
+        records=rows,
+        columns=["record_index", "row_hash", "data"],
+        timeout=LOAD_TIMEOUT_SECONDS,
     )
 
 
@@ -143,6 +148,7 @@ async def insert_from_staging(conn: Connection, *, file_id: int, bucket: str, ke
         file_id,
         bucket,
         key,
+        timeout=LOAD_TIMEOUT_SECONDS,
     )
     return int(status.rsplit(" ", 1)[-1])
 
@@ -156,7 +162,7 @@ async def complete(
         UPDATE file_processing_log
         SET status = 'completed', rows_read = $3, rows_inserted = $4, rows_skipped = $5,
             rows_rejected = $6, error_code = CASE WHEN $7::text IS NULL THEN NULL ELSE 'rows_rejected' END,
-            error_message = $7, lease_owner = NULL, lease_expires_at = NULL, finished_at = now()
+            error_message = $7, lease_owner = NULL, lease_expires_at = NULL, finished_at = clock_timestamp()
         WHERE id = $1 AND lease_owner = $2 AND status = 'processing'
         RETURNING id
         """,
@@ -186,7 +192,7 @@ async def finish_without_load(
         """
         UPDATE file_processing_log
         SET status = $3, error_code = $4, error_message = $5, rows_read = $6, rows_rejected = $7,
-            lease_owner = NULL, lease_expires_at = NULL, finished_at = now()
+            lease_owner = NULL, lease_expires_at = NULL, finished_at = clock_timestamp()
         WHERE id = $1 AND lease_owner = $2 AND status = 'processing'
         """,
         file_id,

@@ -3,6 +3,8 @@
 import asyncio
 import json
 import secrets
+import signal
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -165,3 +167,49 @@ async def test_database_outage_during_ingestion_loses_nothing(
     finally:
         service.stop()
         await proxy.cut()
+
+
+async def test_sigterm_mid_file_releases_it_and_exits_within_the_grace_period(
+    isolated_aws: dict[str, str],
+    spawn_service: Callable[[dict[str, str]], ServiceProcess],
+    s3: Any,
+    db: asyncpg.Connection,
+) -> None:
+    bucket = isolated_aws["S3_BUCKET_NAME"]
+    rows = 400_000
+    first = spawn_service({**isolated_aws, "SHUTDOWN_GRACE_SECONDS": "1"})
+    await first.await_healthy()
+    s3.put_object(Bucket=bucket, Key="big/term.jsonl", Body=jsonl(2, rows))
+
+    async def processing() -> bool:
+        return bool(
+            await db.fetchval(
+                "SELECT 1 FROM file_processing_log WHERE bucket = $1 AND status = 'processing'", bucket
+            )
+        )
+
+    await wait_until(processing, deadline_seconds=60)
+    started = time.monotonic()
+    first.process.terminate()
+    exit_code = await asyncio.to_thread(first.process.wait, 30)
+    assert time.monotonic() - started < 10, "the process must exit by itself well inside the grace period"
+    # uvicorn re-raises the signal once its graceful shutdown is over, so supervisors see SIGTERM.
+    assert exit_code in (0, -signal.SIGTERM)
+    assert "Application shutdown complete" in first.log_path.read_text()
+    released = await db.fetchrow(
+        "SELECT status, lease_owner FROM file_processing_log WHERE bucket = $1", bucket
+    )
+    assert dict(released) == {"status": "pending", "lease_owner": None}
+    assert "in-flight messages released at shutdown" in first.log_path.read_text()
+
+    second = spawn_service(isolated_aws)
+    await second.await_healthy()
+
+    async def completed() -> asyncpg.Record | None:
+        return await db.fetchrow(
+            "SELECT * FROM file_processing_log WHERE bucket = $1 AND status = 'completed'", bucket
+        )
+
+    row = await wait_until(completed, deadline_seconds=120)
+    assert (row["attempts"], row["rows_inserted"]) == (2, rows)
+    assert await db.fetchval("SELECT count(*) FROM processed_data WHERE bucket = $1", bucket) == rows
