@@ -50,6 +50,19 @@ async def file_statuses(db: asyncpg.Connection, bucket: str) -> list[asyncpg.Rec
     )
 
 
+async def wait_for_status(
+    db: asyncpg.Connection, bucket: str, status: str, deadline_seconds: float
+) -> asyncpg.Record:
+    """The bucket's (single) file once it has `status`."""
+
+    async def found() -> asyncpg.Record | None:
+        return await db.fetchrow(
+            "SELECT * FROM file_processing_log WHERE bucket = $1 AND status = $2", bucket, status
+        )
+
+    return await wait_until(found, deadline_seconds=deadline_seconds)
+
+
 async def test_two_consumers_ingest_each_file_and_row_exactly_once(
     isolated_aws: dict[str, str],
     spawn_service: Callable[[dict[str, str]], ServiceProcess],
@@ -105,25 +118,11 @@ async def test_consumer_killed_mid_file_is_finished_by_another_after_the_lease(
     first = spawn_service(isolated_aws)
     await first.await_healthy()
     s3.put_object(Bucket=bucket, Key="big/file.jsonl", Body=jsonl(1, rows))
-
-    async def processing() -> bool:
-        return bool(
-            await db.fetchval(
-                "SELECT 1 FROM file_processing_log WHERE bucket = $1 AND status = 'processing'", bucket
-            )
-        )
-
-    await wait_until(processing, deadline_seconds=60)
+    await wait_for_status(db, bucket, "processing", deadline_seconds=60)
     first.kill()
     second = spawn_service(isolated_aws)
     await second.await_healthy()
-
-    async def completed() -> asyncpg.Record | None:
-        return await db.fetchrow(
-            "SELECT * FROM file_processing_log WHERE bucket = $1 AND status = 'completed'", bucket
-        )
-
-    row = await wait_until(completed, deadline_seconds=120)
+    row = await wait_for_status(db, bucket, "completed", deadline_seconds=120)
     assert row["attempts"] == 2
     assert row["rows_inserted"] == rows
     assert await db.fetchval("SELECT count(*) FROM processed_data WHERE bucket = $1", bucket) == rows
@@ -180,15 +179,7 @@ async def test_sigterm_mid_file_releases_it_and_exits_within_the_grace_period(
     first = spawn_service({**isolated_aws, "SHUTDOWN_GRACE_SECONDS": "1"})
     await first.await_healthy()
     s3.put_object(Bucket=bucket, Key="big/term.jsonl", Body=jsonl(2, rows))
-
-    async def processing() -> bool:
-        return bool(
-            await db.fetchval(
-                "SELECT 1 FROM file_processing_log WHERE bucket = $1 AND status = 'processing'", bucket
-            )
-        )
-
-    await wait_until(processing, deadline_seconds=60)
+    await wait_for_status(db, bucket, "processing", deadline_seconds=60)
     started = time.monotonic()
     first.process.terminate()
     exit_code = await asyncio.to_thread(first.process.wait, 30)
@@ -204,12 +195,6 @@ async def test_sigterm_mid_file_releases_it_and_exits_within_the_grace_period(
 
     second = spawn_service(isolated_aws)
     await second.await_healthy()
-
-    async def completed() -> asyncpg.Record | None:
-        return await db.fetchrow(
-            "SELECT * FROM file_processing_log WHERE bucket = $1 AND status = 'completed'", bucket
-        )
-
-    row = await wait_until(completed, deadline_seconds=120)
+    row = await wait_for_status(db, bucket, "completed", deadline_seconds=120)
     assert (row["attempts"], row["rows_inserted"]) == (2, rows)
     assert await db.fetchval("SELECT count(*) FROM processed_data WHERE bucket = $1", bucket) == rows
