@@ -10,8 +10,7 @@ from urllib.parse import unquote_plus
 import orjson
 
 from app.files.merge import depth
-from app.files.service import EVENT_UPDATED, EVENT_UPLOADED
-from app.notifications.publisher import SERVICE_SOURCE
+from app.notifications.events import EVENT_UPDATED, EVENT_UPLOADED, SERVICE_SOURCE
 from app.users.schemas import USER_ID_PATTERN, RecordType
 from app.users.service import USER_RECORDS_MESSAGE
 

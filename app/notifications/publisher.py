@@ -11,11 +11,11 @@ from prometheus_client import Counter
 
 from app.core import aws
 from app.core.errors import DomainError
+from app.notifications.events import SERVICE_SOURCE
 from app.notifications.schemas import SNS_MAX_MESSAGE_BYTES, AttributeValue, PublishRequest
 
 logger = logging.getLogger(__name__)
 
-SERVICE_SOURCE = "aws-s3-service"  # marks notifications the consumer recognises as its own
 
 NOTIFICATIONS = Counter(
     "sns_change_notifications_total", "Change notifications published after writes", ["event", "outcome"]

@@ -8,7 +8,6 @@ from typing import Any
 import aioboto3
 import pytest
 
-from app.files.service import EVENT_UPDATED, EVENT_UPLOADED
 from app.ingestion import envelopes
 from app.ingestion.envelopes import (
     CustomMessage,
@@ -21,6 +20,7 @@ from app.ingestion.envelopes import (
     UserRecordsMessage,
     classify,
 )
+from app.notifications.events import EVENT_UPDATED, EVENT_UPLOADED
 from app.notifications.publisher import notify_change
 from tests.aws import AWS_REGION, boto_client
 from tests.helpers import unique_id

@@ -1,0 +1,5 @@
+"""The service's own change notifications: what marks them and the events they announce."""
+
+SERVICE_SOURCE = "aws-s3-service"  # the `source` of every notification the service publishes
+EVENT_UPDATED = "object.updated"
+EVENT_UPLOADED = "object.uploaded"
