@@ -82,6 +82,15 @@ class IngestOutcome:
     error_code: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """An object version this worker holds the lease on, ready to load."""
+
+    ref: ObjectRef
+    file_id: int
+    started: float  # perf_counter at the claim
+
+
 @dataclass(slots=True)
 class _Tally:
     read: int = 0
@@ -163,16 +172,67 @@ class Ingestor:
         return True
 
     async def ingest(self, ref: ObjectRef, trigger: str) -> IngestOutcome:
+        """Claim the object version and load it; what the consumer and the CLI do."""
+        claimed = await self.claim(ref, trigger)
+        if isinstance(claimed, IngestOutcome):
+            return self._observed(claimed, ref, None)
+        return await self.load(claimed)
+
+    async def claim(self, ref: ObjectRef, trigger: str) -> Claimed | IngestOutcome:
+        """Take the object version in the processing log, or say why not (excluded, duplicate, busy)."""
         if any(ref.key.startswith(prefix) for prefix in self._settings.ingest_exclude_prefixes):
             return IngestOutcome("excluded")
-        started = time.perf_counter()
+        ref = await self._with_version(ref)
         try:
-            outcome = await self._ingest(ref, trigger)
-        except Transient:
+            async with self._pool.acquire() as conn:
+                claim = await repository.claim(
+                    conn,
+                    bucket=ref.bucket,
+                    key=ref.key,
+                    version_id=ref.version_id,
+                    etag=ref.etag,
+                    size=ref.size,
+                    trigger=trigger,
+                    owner=WORKER_ID,
+                    lease_seconds=self._settings.ingest_lease_seconds,
+                )
+                if claim is None:
+                    return await self._already_known(conn, ref)
+        except _DB_TRANSIENT as exc:
             FILES.labels("transient").inc()
+            raise Transient(f"database: {type(exc).__name__}") from exc
+        return Claimed(ref, claim.file_id, time.perf_counter())
+
+    async def load(self, claimed: Claimed) -> IngestOutcome:
+        """Load a claimed file and record how it ended; Transient leaves it `pending` for a retry."""
+        ref, file_id = claimed.ref, claimed.file_id
+        try:
+            counts, warning = await self._load(file_id, ref)
+        except _Permanent as exc:
+            outcome = await self._record_failure(file_id, exc)
+        except _LeaseLost:
+            outcome = IngestOutcome("busy", file_id, retry_after=float(self._settings.ingest_lease_seconds))
+        except (Transient, *_DB_TRANSIENT, aiohttp.ClientError, BotoCoreError) as exc:
+            FILES.labels("transient").inc()
+            await self._release(file_id)
+            if isinstance(exc, Transient):
+                raise
+            raise Transient(type(exc).__name__) from exc
+        except asyncpg.PostgresError as exc:
+            # The data broke a database rule (e.g. a value jsonb rejects): retrying will not help.
+            outcome = await self._record_failure(
+                file_id, _Permanent("load_error", f"the database refused the rows ({type(exc).__name__})")
+            )
+        except BaseException:
+            await asyncio.shield(self._release(file_id))
             raise
+        else:
+            outcome = IngestOutcome("completed", file_id, counts=counts, error_code=warning)
+        return self._observed(outcome, ref, claimed.started)
+
+    def _observed(self, outcome: IngestOutcome, ref: ObjectRef, started: float | None) -> IngestOutcome:
         FILES.labels(outcome.status).inc()
-        if outcome.status in ("completed", "failed", "skipped"):
+        if started is not None and outcome.status in ("completed", "failed", "skipped"):
             FILE_SECONDS.observe(time.perf_counter() - started)
             logger.info(
                 "file %s",
@@ -187,48 +247,6 @@ class Ingestor:
                 },
             )
         return outcome
-
-    async def _ingest(self, ref: ObjectRef, trigger: str) -> IngestOutcome:
-        lease = self._settings.ingest_lease_seconds
-        ref = await self._with_version(ref)
-        try:
-            async with self._pool.acquire() as conn:
-                claim = await repository.claim(
-                    conn,
-                    bucket=ref.bucket,
-                    key=ref.key,
-                    version_id=ref.version_id,
-                    etag=ref.etag,
-                    size=ref.size,
-                    trigger=trigger,
-                    owner=WORKER_ID,
-                    lease_seconds=lease,
-                )
-                if claim is None:
-                    return await self._already_known(conn, ref)
-        except _DB_TRANSIENT as exc:
-            raise Transient(f"database: {type(exc).__name__}") from exc
-        try:
-            counts, warning = await self._load(claim.file_id, ref)
-        except _Permanent as exc:
-            return await self._record_failure(claim.file_id, exc)
-        except _LeaseLost:
-            return IngestOutcome("busy", claim.file_id, retry_after=float(lease))
-        except (Transient, *_DB_TRANSIENT, aiohttp.ClientError, BotoCoreError) as exc:
-            await self._release(claim.file_id)
-            if isinstance(exc, Transient):
-                raise
-            raise Transient(type(exc).__name__) from exc
-        except asyncpg.PostgresError as exc:
-            # The data broke a database rule (e.g. a value jsonb rejects): retrying will not help.
-            return await self._record_failure(
-                claim.file_id,
-                _Permanent("load_error", f"the database refused the rows ({type(exc).__name__})"),
-            )
-        except BaseException:
-            await asyncio.shield(self._release(claim.file_id))
-            raise
-        return IngestOutcome("completed", claim.file_id, counts=counts, error_code=warning)
 
     async def _with_version(self, ref: ObjectRef) -> ObjectRef:
         """The ref with its version id, when the bucket keeps versions and the event did not say.
