@@ -22,6 +22,8 @@ from app.files.router import router as files_router
 from app.ingestion.consumer import Consumer
 from app.ingestion.dispatcher import Dispatcher, sns_handler
 from app.ingestion.loader import Ingestor
+from app.ingestion.router import router as ingestion_router
+from app.ingestion.service import BackgroundLoads
 from app.notifications.router import router as notifications_router
 from app.notifications.webhook import SnsMessageVerifier
 from app.notifications.webhook import router as sns_webhook_router
@@ -61,6 +63,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ingestor = Ingestor(pool, lambda _bucket: app.state.aws.s3, settings)
         dispatcher = Dispatcher(ingestor, app.state.aws.s3, settings.s3_bucket_name)
         app.state.ingestor = ingestor
+        app.state.background_loads = BackgroundLoads(ingestor)
+        stack.push_async_callback(app.state.background_loads.stop)
         app.state.sns_notification_handler = sns_handler(dispatcher)
         app.state.consumer = None
         if settings.sqs_consumer_enabled:
@@ -110,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(files_router)
     app.include_router(notifications_router)
     app.include_router(sns_webhook_router)
+    app.include_router(ingestion_router)
     # Added last = outermost: the request id exists before anything logs.
     app.add_middleware(
         BodyLimitMiddleware,

@@ -41,6 +41,17 @@ def backoff_seconds(receive_count: int, base: float, cap: float) -> int:
     return int(min(SQS_MAX_VISIBILITY_SECONDS, delay * random.uniform(0.8, 1.2)))  # noqa: S311
 
 
+async def find_dead_letter_queue(sqs: Any, queue_url: str) -> str | None:
+    """The URL of the queue's DLQ, from its RedrivePolicy; None without one."""
+    attributes = await sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["RedrivePolicy"])
+    policy = attributes.get("Attributes", {}).get("RedrivePolicy")
+    if not policy:
+        return None
+    _, _, _, _, account, name = json.loads(policy)["deadLetterTargetArn"].split(":")
+    found = await sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)
+    return str(found["QueueUrl"])
+
+
 class Consumer:
     def __init__(self, sqs: Any, dispatcher: Dispatcher, settings: Settings) -> None:
         self._sqs = sqs
@@ -243,16 +254,8 @@ class Consumer:
     # --- dead letters ------------------------------------------------------------------------------
 
     async def dead_letter_url(self) -> str | None:
-        """The queue's DLQ, from its RedrivePolicy (looked up once)."""
         if self._dlq_url is None:
-            attributes = await self._sqs.get_queue_attributes(
-                QueueUrl=self._queue_url, AttributeNames=["RedrivePolicy"]
-            )
-            policy = attributes.get("Attributes", {}).get("RedrivePolicy")
-            if policy:
-                _, _, _, _, account, name = json.loads(policy)["deadLetterTargetArn"].split(":")
-                found = await self._sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)
-                self._dlq_url = found["QueueUrl"]
+            self._dlq_url = await find_dead_letter_queue(self._sqs, self._queue_url)
         return self._dlq_url
 
     async def _dead_letter(self, message: dict[str, Any], reason: str) -> None:

@@ -178,11 +178,15 @@ class Ingestor:
             return self._observed(claimed, ref, None)
         return await self.load(claimed)
 
-    async def claim(self, ref: ObjectRef, trigger: str) -> Claimed | IngestOutcome:
-        """Take the object version in the processing log, or say why not (excluded, duplicate, busy)."""
+    async def claim(self, ref: ObjectRef, trigger: str, *, resolve: bool = True) -> Claimed | IngestOutcome:
+        """Take the object version in the processing log, or say why not (excluded, duplicate, busy).
+
+        `resolve=False` keeps the ref's identity as it is (a retry must claim the very row it reopened).
+        """
         if any(ref.key.startswith(prefix) for prefix in self._settings.ingest_exclude_prefixes):
             return IngestOutcome("excluded")
-        ref = await self._with_version(ref)
+        if resolve:
+            ref = await self._with_version(ref)
         try:
             async with self._pool.acquire() as conn:
                 claim = await repository.claim(

@@ -2,9 +2,10 @@
 
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 
 from app.core.db import Connection
+from app.ingestion.schemas import DailyReport, FileRow
 
 STAGING_TABLE = "ingest_staging"
 # A file's load streams from S3 for as long as the file takes; DB_COMMAND_TIMEOUT_SECONDS is for requests.
@@ -214,4 +215,101 @@ async def release(conn: Connection, file_id: int, owner: str) -> None:
         """,
         file_id,
         owner,
+    )
+
+
+_FILE_COLUMNS = """
+    id, bucket, key, version_id, etag, sha256, size_bytes, content_type, status, attempts,
+    rows_read, rows_inserted, rows_skipped, rows_rejected, error_code, error_message, trigger,
+    created_at, started_at, finished_at,
+    EXTRACT(EPOCH FROM finished_at - started_at)::float8 AS duration_seconds
+"""
+
+
+async def list_files(
+    conn: Connection,
+    *,
+    status: str | None,
+    key_prefix: str | None,
+    since: datetime | None,
+    after: tuple[datetime, int] | None,
+    limit: int,
+) -> list[FileRow]:
+    """Newest first; `after` is the (created_at, id) of the last row of the previous page."""
+    rows = await conn.fetch(
+        f"""
+        SELECT {_FILE_COLUMNS} FROM file_processing_log
+        WHERE ($1::text IS NULL OR status = $1)
+          AND ($2::text IS NULL OR starts_with(key, $2))
+          AND ($3::timestamptz IS NULL OR created_at >= $3)
+          AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5))
+        ORDER BY created_at DESC, id DESC
+        LIMIT $6
+        """,  # noqa: S608
+        status,
+        key_prefix,
+        since,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
+    )
+    return [FileRow.model_validate(dict(row)) for row in rows]
+
+
+async def get_file(conn: Connection, file_id: int) -> FileRow | None:
+    row = await conn.fetchrow(f"SELECT {_FILE_COLUMNS} FROM file_processing_log WHERE id = $1", file_id)  # noqa: S608
+    return FileRow.model_validate(dict(row)) if row else None
+
+
+async def reopen_failed(conn: Connection, file_id: int) -> FileRow | None:
+    """Put a failed file back to `pending` so it can be claimed again; None if it is not failed."""
+    row = await conn.fetchrow(
+        f"""
+        UPDATE file_processing_log
+        SET status = 'pending', error_code = NULL, error_message = NULL, finished_at = NULL
+        WHERE id = $1 AND status = 'failed'
+        RETURNING {_FILE_COLUMNS}
+        """,  # noqa: S608
+        file_id,
+    )
+    return FileRow.model_validate(dict(row)) if row else None
+
+
+async def daily_report(conn: Connection, day: date) -> DailyReport:
+    """Files created on `day` (UTC): counts by status, rows, failures by code, duration percentiles."""
+    window = (datetime.combine(day, time.min, UTC), datetime.combine(day, time.min, UTC) + timedelta(days=1))
+    totals = await conn.fetchrow(
+        """
+        SELECT count(*) AS files,
+               COALESCE(sum(rows_read), 0) AS rows_read,
+               COALESCE(sum(rows_inserted), 0) AS rows_inserted,
+               COALESCE(sum(rows_rejected), 0) AS rows_rejected,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM finished_at - started_at))
+                   FILTER (WHERE status = 'completed') AS p50,
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM finished_at - started_at))
+                   FILTER (WHERE status = 'completed') AS p95
+        FROM file_processing_log WHERE created_at >= $1 AND created_at < $2
+        """,
+        *window,
+    )
+    by_status = await conn.fetch(
+        "SELECT status, count(*) AS n FROM file_processing_log "
+        "WHERE created_at >= $1 AND created_at < $2 GROUP BY status",
+        *window,
+    )
+    failures = await conn.fetch(
+        "SELECT error_code, count(*) AS n FROM file_processing_log "
+        "WHERE created_at >= $1 AND created_at < $2 AND status = 'failed' GROUP BY error_code",
+        *window,
+    )
+    return DailyReport(
+        date=day,
+        files=totals["files"],
+        files_by_status={row["status"]: row["n"] for row in by_status},
+        rows_read=totals["rows_read"],
+        rows_inserted=totals["rows_inserted"],
+        rows_rejected=totals["rows_rejected"],
+        failures_by_error_code={row["error_code"] or "unknown": row["n"] for row in failures},
+        p50_duration_seconds=totals["p50"],
+        p95_duration_seconds=totals["p95"],
     )

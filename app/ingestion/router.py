@@ -1,0 +1,124 @@
+"""HTTP routes for operating ingestion: the processing log, on-demand ingest, retry, redrive, report."""
+
+from datetime import UTC, date, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+
+from app.core.db import DbConn
+from app.core.deps import AppSettings, Aws, DbPool
+from app.core.errors import NotFound, ServiceUnavailable, problem_responses
+from app.core.http import require_json
+from app.core.security import Principal, requires
+from app.ingestion import repository, service
+from app.ingestion.consumer import find_dead_letter_queue
+from app.ingestion.schemas import (
+    DailyReport,
+    FilePage,
+    FileRow,
+    FileStatus,
+    IngestAccepted,
+    IngestRequest,
+    RedriveResult,
+)
+
+router = APIRouter(prefix="/ingestion", tags=["ingestion"], responses=problem_responses(401, 403))
+
+Reader = Annotated[Principal, Depends(requires("ingestion:read"))]
+Writer = Annotated[Principal, Depends(requires("ingestion:write"))]
+FileId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+MAX_REDRIVE = 1000  # per call, so one request stays short; call again for more
+
+
+def _loads(request: Request) -> service.BackgroundLoads:
+    return request.app.state.background_loads  # type: ignore[no-any-return]
+
+
+Loads = Annotated[service.BackgroundLoads, Depends(_loads)]
+
+
+@router.get(
+    "/files",
+    response_model=FilePage,
+    summary="The processing log, newest first",
+    responses=problem_responses(422),
+)
+async def list_files(
+    conn: DbConn,
+    _: Reader,
+    status: FileStatus | None = None,
+    key_prefix: Annotated[str | None, Query(min_length=1, max_length=1024)] = None,
+    since: datetime | None = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> FilePage:
+    after = service.decode_cursor(cursor) if cursor else None
+    rows = await repository.list_files(
+        conn, status=status, key_prefix=key_prefix, since=since, after=after, limit=limit + 1
+    )
+    page, more = rows[:limit], len(rows) > limit
+    return FilePage(items=page, next_cursor=service.encode_cursor(page[-1]) if more else None)
+
+
+@router.get(
+    "/files/{file_id}", response_model=FileRow, summary="One file", responses=problem_responses(404, 422)
+)
+async def get_file(file_id: FileId, conn: DbConn, _: Reader) -> FileRow:
+    row = await repository.get_file(conn, file_id)
+    if row is None:
+        raise NotFound(f"No file with id {file_id}.")
+    return row
+
+
+@router.post(
+    "/files",
+    status_code=202,
+    response_model=IngestAccepted,
+    summary="Ingest an object now (trigger `api`); same claim and idempotency as the consumer",
+    dependencies=[Depends(require_json)],
+    responses=problem_responses(415, 422, 503),
+)
+async def ingest_file(
+    body: IngestRequest, request: Request, loads: Loads, settings: AppSettings, _: Writer
+) -> IngestAccepted:
+    return await service.ingest_now(
+        request.app.state.ingestor, loads, body.bucket or settings.s3_bucket_name, body.key
+    )
+
+
+@router.post(
+    "/files/{file_id}/retry",
+    status_code=202,
+    response_model=IngestAccepted,
+    summary="Re-run a failed file",
+    responses=problem_responses(404, 409, 422, 503),
+)
+async def retry_file(
+    file_id: FileId, request: Request, pool: DbPool, loads: Loads, _: Writer
+) -> IngestAccepted:
+    return await service.retry(pool, request.app.state.ingestor, loads, file_id)
+
+
+@router.post(
+    "/dlq/redrive",
+    response_model=RedriveResult,
+    summary="Move dead-lettered messages back to the source queue",
+    responses=problem_responses(422, 503),
+)
+async def redrive(
+    aws: Aws, settings: AppSettings, _: Writer, limit: Annotated[int, Query(ge=1, le=MAX_REDRIVE)] = 100
+) -> RedriveResult:
+    source = str(settings.sqs_queue_url)
+    dlq = await find_dead_letter_queue(aws.sqs, source)
+    if dlq is None:
+        raise ServiceUnavailable("The queue has no dead-letter queue (no RedrivePolicy).")
+    return await service.redrive(aws.sqs, source, dlq, limit)
+
+
+@router.get(
+    "/report", response_model=DailyReport, summary="Daily summary (UTC)", responses=problem_responses(422)
+)
+async def report(
+    conn: DbConn, _: Reader, day: Annotated[date | None, Query(alias="date")] = None
+) -> DailyReport:
+    return await repository.daily_report(conn, day or datetime.now(UTC).date())

@@ -1,0 +1,74 @@
+"""Models of the /ingestion routes: processing-log rows, pages, requests and the daily report."""
+
+from datetime import date, datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class FileStatus(StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class FileRow(BaseModel):
+    id: int
+    bucket: str
+    key: str
+    version_id: str | None
+    etag: str | None
+    sha256: str | None
+    size_bytes: int | None
+    content_type: str | None
+    status: FileStatus
+    attempts: int
+    rows_read: int
+    rows_inserted: int
+    rows_skipped: int
+    rows_rejected: int
+    error_code: str | None
+    error_message: str | None
+    trigger: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_seconds: float | None
+
+
+class FilePage(BaseModel):
+    items: list[FileRow]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last")
+
+
+class IngestRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    bucket: str | None = Field(
+        default=None, min_length=3, max_length=63, description="default: S3_BUCKET_NAME"
+    )
+    key: str
+
+
+class IngestAccepted(BaseModel):
+    file_id: int | None
+    status: str = Field(description="accepted (loading now), duplicate, busy or excluded")
+
+
+class RedriveResult(BaseModel):
+    moved: int
+    failed: int
+
+
+class DailyReport(BaseModel):
+    date: date
+    files: int
+    files_by_status: dict[str, int]
+    rows_read: int
+    rows_inserted: int
+    rows_rejected: int
+    failures_by_error_code: dict[str, int]
+    p50_duration_seconds: float | None
+    p95_duration_seconds: float | None

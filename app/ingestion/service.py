@@ -1,0 +1,145 @@
+"""Operations on ingestion behind /ingestion: on-demand ingest and retry, DLQ redrive, the daily report."""
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+from datetime import datetime
+from http import HTTPStatus
+from typing import Any
+
+from app.core.errors import Conflict, DomainError, NotFound
+from app.files.keys import validate_key
+from app.ingestion import repository
+from app.ingestion.envelopes import ObjectRef
+from app.ingestion.loader import Claimed, Ingestor, IngestOutcome, Transient
+from app.ingestion.schemas import FileRow, IngestAccepted, RedriveResult
+
+logger = logging.getLogger(__name__)
+
+SQS_MAX_BATCH = 10  # API limit for ReceiveMessage, SendMessageBatch and DeleteMessageBatch
+REDRIVE_VISIBILITY_SECONDS = 60  # a redrive that dies mid-way leaves the rest hidden this long, then back
+DEAD_LETTER_ATTRIBUTES = frozenset({"dead_letter_reason", "source_message_id"})
+
+
+class InvalidCursor(DomainError):
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+    slug = "invalid-cursor"
+
+    def __init__(self) -> None:
+        super().__init__("The cursor is not one this API returned.", field="cursor", location="query")
+
+
+def encode_cursor(row: FileRow) -> str:
+    raw = f"{row.created_at.isoformat()}|{row.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, file_id = raw.split("|")
+        return datetime.fromisoformat(created), int(file_id)
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise InvalidCursor from None
+
+
+class BackgroundLoads:
+    """Loads started by the API: strong references, failures logged, cancelled (and released) at shutdown."""
+
+    def __init__(self, ingestor: Ingestor) -> None:
+        self._ingestor = ingestor
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self, claimed: Claimed) -> None:
+        task = asyncio.create_task(self._run(claimed))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, claimed: Claimed) -> None:
+        try:
+            await self._ingestor.load(claimed)
+        except Transient as exc:
+            # The claim was released: a retry (API or a later event) picks the file up again.
+            logger.warning(
+                "api ingest hit a transient failure", extra={"file_id": claimed.file_id, "reason": str(exc)}
+            )
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def ingest_now(ingestor: Ingestor, loads: BackgroundLoads, bucket: str, key: str) -> IngestAccepted:
+    claimed = await ingestor.claim(ObjectRef(bucket, validate_key(key, "body"), None, None, None), "api")
+    if isinstance(claimed, IngestOutcome):
+        return IngestAccepted(file_id=claimed.file_id, status=claimed.status)
+    loads.start(claimed)
+    return IngestAccepted(file_id=claimed.file_id, status="accepted")
+
+
+async def retry(pool: Any, ingestor: Ingestor, loads: BackgroundLoads, file_id: int) -> IngestAccepted:
+    async with pool.acquire() as conn:
+        reopened = await repository.reopen_failed(conn, file_id)
+        if reopened is None:
+            existing = await repository.get_file(conn, file_id)
+            if existing is None:
+                raise NotFound(f"No file with id {file_id}.")
+            raise Conflict(f"File {file_id} is {existing.status}; only failed files can be retried.")
+    ref = ObjectRef(reopened.bucket, reopened.key, reopened.version_id, reopened.etag, reopened.size_bytes)
+    claimed = await ingestor.claim(ref, "api", resolve=False)
+    if isinstance(claimed, IngestOutcome):
+        return IngestAccepted(file_id=claimed.file_id, status=claimed.status)
+    loads.start(claimed)
+    return IngestAccepted(file_id=claimed.file_id, status="accepted")
+
+
+async def redrive(sqs: Any, source_url: str, dlq_url: str, limit: int) -> RedriveResult:
+    """Move up to `limit` messages from the DLQ back to the source queue.
+
+    Each batch is sent before it is deleted, so a call that dies half-way duplicates messages at most
+    (harmless: ingestion is idempotent) and never loses one.
+    """
+    moved = failed = 0
+    while moved + failed < limit:
+        response = await sqs.receive_message(
+            QueueUrl=dlq_url,
+            MaxNumberOfMessages=min(SQS_MAX_BATCH, limit - moved - failed),
+            WaitTimeSeconds=0,
+            VisibilityTimeout=REDRIVE_VISIBILITY_SECONDS,
+            MessageAttributeNames=["All"],
+        )
+        messages = response.get("Messages", [])
+        if not messages:
+            break
+        entries = [
+            {
+                "Id": str(position),
+                "MessageBody": message["Body"],
+                "MessageAttributes": {
+                    name: {
+                        key: value for key, value in attribute.items() if key in ("DataType", "StringValue")
+                    }
+                    for name, attribute in message.get("MessageAttributes", {}).items()
+                    if name not in DEAD_LETTER_ATTRIBUTES
+                },
+            }
+            for position, message in enumerate(messages)
+        ]
+        sent = await sqs.send_message_batch(QueueUrl=source_url, Entries=entries)
+        succeeded = [messages[int(entry["Id"])] for entry in sent.get("Successful", [])]
+        failed += len(sent.get("Failed", []))
+        if succeeded:
+            await sqs.delete_message_batch(
+                QueueUrl=dlq_url,
+                Entries=[
+                    {"Id": str(position), "ReceiptHandle": message["ReceiptHandle"]}
+                    for position, message in enumerate(succeeded)
+                ],
+            )
+        moved += len(succeeded)
+    return RedriveResult(moved=moved, failed=failed)
