@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from app.core import aws, db
 from app.core.config import EXIT_CONFIG, Settings, SettingsError, get_settings
+from app.core.cross_account import S3ClientsByBucket
 from app.core.errors import install_error_handlers
 from app.core.http import AccessLogMiddleware, BodyLimitMiddleware
 from app.core.logging import configure_logging
@@ -50,6 +51,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 await db.apply_migrations(conn)
         app.state.pool = pool
         app.state.aws = await aws.open_clients(settings, stack)
+        # Buckets in S3_BUCKET_ROLES are read with their role's credentials, the others with aws.s3.
+        s3_by_bucket = await stack.enter_async_context(
+            S3ClientsByBucket(
+                app.state.aws.s3,
+                app.state.aws.sts,
+                settings.s3_bucket_roles,
+                config=aws.client_config(),
+                endpoint_url=str(settings.aws_endpoint_url) if settings.aws_endpoint_url else None,
+                region=settings.aws_region,
+            )
+        )
         # Outbound HTTP (SNS certificates and subscription confirmations); never follows redirects,
         # so a trusted URL cannot bounce the service to an untrusted one.
         app.state.http = await stack.enter_async_context(
@@ -60,7 +72,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             app.state.http,
             accepted_topic_arns=settings.accepted_topic_arns,
         )
-        ingestor = Ingestor(pool, lambda _bucket: app.state.aws.s3, settings)
+        ingestor = Ingestor(pool, s3_by_bucket.client_for, settings)
         dispatcher = Dispatcher(ingestor, app.state.aws.s3, settings.s3_bucket_name)
         app.state.ingestor = ingestor
         app.state.background_loads = BackgroundLoads(ingestor)

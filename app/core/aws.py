@@ -47,6 +47,17 @@ class AwsClients:
     s3: Any
     sns: Any
     sqs: Any
+    sts: Any  # AssumeRole for cross-account buckets (app.core.cross_account)
+
+
+def client_config() -> AioConfig:
+    """Timeouts, retries and connection pool of every client the service opens."""
+    return AioConfig(
+        connect_timeout=_CONNECT_TIMEOUT_SECONDS,
+        read_timeout=_READ_TIMEOUT_SECONDS,
+        retries={"mode": "standard", "max_attempts": 3},
+        max_pool_connections=_MAX_POOL_CONNECTIONS,
+    )
 
 
 def make_session(settings: Settings) -> aioboto3.Session:
@@ -60,12 +71,7 @@ def make_session(settings: Settings) -> aioboto3.Session:
 
 async def open_clients(settings: Settings, stack: AsyncExitStack) -> AwsClients:
     session = make_session(settings)
-    config = AioConfig(
-        connect_timeout=_CONNECT_TIMEOUT_SECONDS,
-        read_timeout=_READ_TIMEOUT_SECONDS,
-        retries={"mode": "standard", "max_attempts": 3},
-        max_pool_connections=_MAX_POOL_CONNECTIONS,
-    )
+    config = client_config()
     endpoint = str(settings.aws_endpoint_url) if settings.aws_endpoint_url else None
 
     async def client(name: str) -> Any:
@@ -73,4 +79,6 @@ async def open_clients(settings: Settings, stack: AsyncExitStack) -> AwsClients:
             session.client(name, endpoint_url=endpoint, config=config)  # type: ignore[call-overload]
         )
 
-    return AwsClients(s3=await client("s3"), sns=await client("sns"), sqs=await client("sqs"))
+    return AwsClients(
+        s3=await client("s3"), sns=await client("sns"), sqs=await client("sqs"), sts=await client("sts")
+    )

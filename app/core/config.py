@@ -15,6 +15,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.core.cross_account import BucketRolesSetting
+
 EXIT_CONFIG = 2  # a bad setting: fix the environment, restarting will not help
 MIN_HS256_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key must be at least 256 bits
 
@@ -104,6 +106,8 @@ class Settings(DatabaseSettings, AuthSettings):
     ingest_max_records: int = Field(default=50_000_000, ge=1)
     ingest_error_policy: Literal["reject_file", "skip_rows"] = "reject_file"
     ingest_exclude_prefixes: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["reports/"])
+    # Cross-account sources: bucket name -> the IAM role its files are read with.
+    s3_bucket_roles: BucketRolesSetting = Field(default_factory=dict)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"

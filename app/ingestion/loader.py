@@ -22,6 +22,7 @@ from app.audit import repository as audit
 from app.audit.repository import AuditAction
 from app.core import aws
 from app.core.config import Settings
+from app.core.cross_account import RoleAssumptionDenied
 from app.core.db import Connection
 from app.ingestion import repository
 from app.ingestion.envelopes import ObjectRef
@@ -134,6 +135,8 @@ def _s3_failure(exc: ClientError) -> Exception:
         return _Permanent("object_missing", "the object (version) no longer exists in S3")
     if code in {"PreconditionFailed", "412"}:
         return _Permanent("superseded", "the object was replaced after the event", status="skipped")
+    if isinstance(exc, RoleAssumptionDenied):
+        return _Permanent("access_denied", f"STS denied assuming {exc.role_arn} to read the bucket")
     if code in {"AccessDenied", "403"}:
         return _Permanent("access_denied", "S3 denied reading the object")
     return _Permanent("s3_error", f"S3 refused the read ({code})")
