@@ -1,10 +1,25 @@
-"""Command line: `python -m app serve | migrate | token`."""
+"""Command line: `python -m app serve | migrate | ingest | token`.
+
+Exit codes: 0 done, 1 the file failed (or a dry run found problems), 2 bad usage or settings,
+3 a transient failure (retry later).
+"""
 
 import argparse
 import asyncio
 import sys
+from pathlib import Path
+from typing import Any
 
-from app.core.config import EXIT_CONFIG, AuthSettings, DatabaseSettings, Settings, SettingsError, load
+from app.core.config import (
+    EXIT_CONFIG,
+    EXIT_TRANSIENT,
+    AuthSettings,
+    DatabaseSettings,
+    IngestSettings,
+    Settings,
+    SettingsError,
+    load,
+)
 from app.core.security import SCOPES, mint_token
 
 EXIT_OK = 0
@@ -68,6 +83,87 @@ def _token(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class _LocalFile:
+    """A local file as a ByteSource for the parsers."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = path.open("rb")
+
+    async def read(self, n: int = -1) -> bytes:
+        return self._file.read(n)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _print_dry_run(result: Any) -> int:
+    print(f"records: {result.records}  rejected: {result.rejected}  sha256: {result.sha256}")
+    for error in result.errors:
+        print(f"  {error}")
+    return EXIT_OK if result.rejected == 0 else EXIT_FAILURE
+
+
+async def _ingest(args: argparse.Namespace) -> int:
+    from app.ingestion.loader import dry_run
+    from app.ingestion.parsers import ParseError
+
+    source: str = args.source
+    if not source.startswith("s3://"):
+        if not args.dry_run:
+            print("local files are only checked (--dry-run); upload them to ingest", file=sys.stderr)
+            return EXIT_CONFIG
+        local = _LocalFile(Path(source))
+        try:
+            # The path stands for the key: users/personal/x.csv is checked as a personal-records file.
+            return _print_dry_run(await dry_run(local, Path(source).as_posix(), load(IngestSettings)))
+        except ParseError as exc:
+            print(f"{exc.code}: {exc.message}")
+            return EXIT_FAILURE
+        finally:
+            local.close()
+    bucket, _, key = source.removeprefix("s3://").partition("/")
+    if not bucket or not key:
+        print("expected s3://bucket/key", file=sys.stderr)
+        return EXIT_CONFIG
+    return await _ingest_s3(bucket, key, dry=args.dry_run)
+
+
+async def _ingest_s3(bucket: str, key: str, *, dry: bool) -> int:
+    from contextlib import AsyncExitStack
+
+    from app.core import aws, db
+    from app.ingestion.envelopes import ObjectRef
+    from app.ingestion.loader import Ingestor, Transient, dry_run
+    from app.ingestion.parsers import ParseError
+
+    settings = load(Settings)
+    async with AsyncExitStack() as stack:
+        clients = await aws.open_clients(settings, stack)
+        if dry:
+            response = await clients.s3.get_object(Bucket=bucket, Key=key)
+            async with response["Body"] as _:
+                try:
+                    return _print_dry_run(await dry_run(response["Body"], key, settings))
+                except ParseError as exc:
+                    print(f"{exc.code}: {exc.message}")
+                    return EXIT_FAILURE
+        pool = await db.create_pool(settings)
+        stack.push_async_callback(pool.close)
+        ingestor = Ingestor(pool, lambda _bucket: clients.s3, settings)
+        try:
+            outcome = await ingestor.ingest(ObjectRef(bucket, key, None, None, None), "cli")
+        except Transient as exc:
+            print(f"transient failure, retry later: {exc}", file=sys.stderr)
+            return EXIT_TRANSIENT
+        counts = outcome.counts
+        print(
+            f"{outcome.status} file_id={outcome.file_id} rows_read={counts.rows_read} "
+            f"rows_inserted={counts.rows_inserted} rows_skipped={counts.rows_skipped} "
+            f"rows_rejected={counts.rows_rejected} error_code={outcome.error_code}"
+        )
+        return EXIT_FAILURE if outcome.status == "failed" else EXIT_OK
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -79,6 +175,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--graceful-timeout", type=int, default=25)
 
     commands.add_parser("migrate", help="apply pending database migrations and exit")
+
+    ingest = commands.add_parser(
+        "ingest", help="ingest s3://bucket/key now (trigger cli), or check a file with --dry-run"
+    )
+    ingest.add_argument("source", help="s3://bucket/key, or a local path (with --dry-run)")
+    ingest.add_argument("--dry-run", action="store_true", help="parse and validate; write nothing")
 
     token = commands.add_parser("token", help="mint a development HS256 token from JWT_SECRET")
     token.add_argument("--scopes", default=" ".join(SCOPES), help="space-separated scopes")
@@ -92,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "ingest":
+            return asyncio.run(_ingest(args))
         if args.command == "migrate":
             applied = asyncio.run(_migrate())
             print(f"applied: {', '.join(applied)}" if applied else "database is up to date")

@@ -6,6 +6,7 @@ from typing import Annotated, Literal, TypeVar
 
 from pydantic import (
     AnyHttpUrl,
+    BeforeValidator,
     Field,
     PostgresDsn,
     SecretStr,
@@ -18,6 +19,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from app.core.cross_account import BucketRolesSetting
 
 EXIT_CONFIG = 2  # a bad setting: fix the environment, restarting will not help
+EXIT_TRANSIENT = 3  # a dependency failed for now: the same command may work later
 MIN_HS256_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key must be at least 256 bits
 
 
@@ -77,7 +79,26 @@ class AuthSettings(_Base):
         return self
 
 
-class Settings(DatabaseSettings, AuthSettings):
+def _comma_separated(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class IngestSettings(_Base):
+    """How files are ingested; all that `python -m app ingest --dry-run` of a local file needs."""
+
+    ingest_lease_seconds: int = Field(default=300, ge=10)
+    ingest_max_file_bytes: int = Field(default=2 * 1024**3, ge=1)
+    ingest_max_decompressed_bytes: int = Field(default=8 * 1024**3, ge=1)
+    ingest_max_records: int = Field(default=50_000_000, ge=1)
+    ingest_error_policy: Literal["reject_file", "skip_rows"] = "reject_file"
+    ingest_exclude_prefixes: Annotated[list[str], NoDecode, BeforeValidator(_comma_separated)] = Field(
+        default_factory=lambda: ["reports/"]
+    )
+
+
+class Settings(DatabaseSettings, AuthSettings, IngestSettings):
     """Every setting of the running service; `.env.example` documents each one."""
 
     s3_bucket_name: str = Field(min_length=3, max_length=63)
@@ -99,13 +120,6 @@ class Settings(DatabaseSettings, AuthSettings):
     sqs_backoff_max_seconds: int = Field(default=900, ge=0, le=43_200)
     shutdown_grace_seconds: float = Field(default=20.0, ge=0, le=3_600)
 
-    # Ingestion of files.
-    ingest_lease_seconds: int = Field(default=300, ge=10)
-    ingest_max_file_bytes: int = Field(default=2 * 1024**3, ge=1)
-    ingest_max_decompressed_bytes: int = Field(default=8 * 1024**3, ge=1)
-    ingest_max_records: int = Field(default=50_000_000, ge=1)
-    ingest_error_policy: Literal["reject_file", "skip_rows"] = "reject_file"
-    ingest_exclude_prefixes: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["reports/"])
     # Cross-account sources: bucket name -> the IAM role its files are read with.
     s3_bucket_roles: BucketRolesSetting = Field(default_factory=dict)
 
@@ -123,12 +137,10 @@ class Settings(DatabaseSettings, AuthSettings):
     ready_check_timeout_seconds: float = Field(default=2.0, gt=0)
     migrate_on_startup: bool = True
 
-    @field_validator("sns_webhook_topic_arns", "ingest_exclude_prefixes", mode="before")
+    @field_validator("sns_webhook_topic_arns", mode="before")
     @classmethod
-    def _comma_separated(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [item.strip() for item in value.split(",") if item.strip()]
-        return value
+    def _topic_list(cls, value: object) -> object:
+        return _comma_separated(value)
 
     @field_validator("sns_trusted_url_pattern")
     @classmethod

@@ -460,3 +460,41 @@ def _record_problem(record: Record) -> str | None:
     if record.canonical is None or JSONB_NUL in record.canonical:
         return f"line {record.line}: contains U+0000, which PostgreSQL's jsonb cannot store"
     return None
+
+
+@dataclass(slots=True)
+class DryRun:
+    """What ingesting a file would do, without writing anything."""
+
+    records: int = 0
+    rejected: int = 0
+    errors: list[str] = field(default_factory=list)
+    sha256: str = ""
+
+
+async def dry_run(source: Any, key: str, settings: Settings) -> DryRun:
+    """Parse and validate a file as ingestion would (same parser, schemas and rules); raises ParseError."""
+    stream = RecordStream(
+        source,
+        detect_format(key),
+        max_bytes=settings.ingest_max_file_bytes,
+        max_decompressed_bytes=settings.ingest_max_decompressed_bytes,
+        max_records=settings.ingest_max_records,
+    )
+    kind = _user_file_kind(key)
+    result = DryRun()
+    async for batch in stream.batches():
+        for record in batch:
+            result.records += 1
+            reason = _record_problem(record)
+            if reason is None and kind is not None:
+                try:
+                    USER_FILE_MODELS[kind].model_validate(record.data)
+                except ValidationError as exc:
+                    reason = _validation_reason(record.line, exc)
+            if reason is not None:
+                result.rejected += 1
+                if len(result.errors) < MAX_REPORTED_ERRORS:
+                    result.errors.append(reason)
+    result.sha256 = stream.sha256
+    return result

@@ -1,0 +1,71 @@
+"""`python -m app ingest`: local and S3 dry runs (which write nothing) and real ingests, by exit code."""
+
+import gzip
+import secrets
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.helpers import run_cli
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "code", "expected"),
+    [
+        ("ok.csv", b"id,name\n1,Ada\n2,Grace\n", 0, "records: 2  rejected: 0"),
+        ("ragged.csv", b"id,name\n1,Ada\n2\n", 1, "line 3: 1 fields, header has 2"),
+        ("broken.jsonl", b'{"a": 1}\n{"a": \n', 1, "parse_error: line 2"),
+        ("data.jsonl.gz", gzip.compress(b'{"a": 1}\n'), 0, "records: 1  rejected: 0"),
+        (
+            "users/personal/batch.csv",
+            b"user_id,name,email\nu1,Ada,ada@example.com\nu2,B,bad\n",
+            1,
+            "line 3: email",
+        ),
+    ],
+)
+def test_local_dry_run_reports_counts_and_errors(
+    tmp_path: Path, name: str, content: bytes, code: int, expected: str
+) -> None:
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    result = run_cli(["ingest", name, "--dry-run"], {}, tmp_path)
+    assert result.returncode == code, result.stderr
+    assert expected in result.stdout
+
+
+def test_local_file_without_dry_run_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_bytes(b"a\n1\n")
+    result = run_cli(["ingest", "a.csv"], {}, tmp_path)
+    assert result.returncode == 2
+    assert "--dry-run" in result.stderr
+
+
+def test_bad_s3_source_is_a_usage_error(tmp_path: Path, service_env: dict[str, str]) -> None:
+    result = run_cli(["ingest", "s3://only-bucket"], service_env, tmp_path)
+    assert result.returncode == 2
+
+
+async def test_s3_dry_run_writes_nothing_then_ingest_loads_once(
+    app: Any, tmp_path: Path, service_env: dict[str, str], s3: Any, db: asyncpg.Connection
+) -> None:
+    bucket = f"cli-{secrets.token_hex(4)}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="in/rows.jsonl", Body=b'{"a": 1}\n{"a": 2}\n')
+    env = {**service_env, "SQS_CONSUMER_ENABLED": "false"}
+    checked = run_cli(["ingest", f"s3://{bucket}/in/rows.jsonl", "--dry-run"], env, tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    assert "records: 2  rejected: 0" in checked.stdout
+    assert await db.fetchval("SELECT count(*) FROM file_processing_log WHERE bucket = $1", bucket) == 0
+
+    loaded = run_cli(["ingest", f"s3://{bucket}/in/rows.jsonl"], env, tmp_path)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.startswith("completed") and "rows_inserted=2" in loaded.stdout
+    row = await db.fetchrow("SELECT status, trigger FROM file_processing_log WHERE bucket = $1", bucket)
+    assert dict(row) == {"status": "completed", "trigger": "cli"}
+    again = run_cli(["ingest", f"s3://{bucket}/in/rows.jsonl"], env, tmp_path)
+    assert again.stdout.startswith("duplicate")
+    assert await db.fetchval("SELECT count(*) FROM processed_data WHERE bucket = $1", bucket) == 2
