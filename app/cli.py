@@ -1,4 +1,4 @@
-"""Command line: `python -m app serve | migrate | ingest | token`.
+"""Command line: `python -m app serve | migrate | ingest | files | retry | redrive | report | token`.
 
 Exit codes: 0 done, 1 the file failed (or a dry run found problems), 2 bad usage or settings,
 3 a transient failure (retry later).
@@ -7,6 +7,9 @@ Exit codes: 0 done, 1 the file failed (or a dry run found problems), 2 bad usage
 import argparse
 import asyncio
 import sys
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -128,17 +131,88 @@ async def _ingest(args: argparse.Namespace) -> int:
     return await _ingest_s3(bucket, key, dry=args.dry_run)
 
 
-async def _ingest_s3(bucket: str, key: str, *, dry: bool) -> int:
-    from contextlib import AsyncExitStack
-
+@asynccontextmanager
+async def _resources() -> AsyncIterator[tuple[Settings, Any, Any]]:
+    """Settings, a database pool and the AWS clients, for commands that work like the service."""
     from app.core import aws, db
-    from app.ingestion.envelopes import ObjectRef
-    from app.ingestion.loader import Ingestor, Transient, dry_run
-    from app.ingestion.parsers import ParseError
 
     settings = load(Settings)
     async with AsyncExitStack() as stack:
         clients = await aws.open_clients(settings, stack)
+        pool = await db.create_pool(settings)
+        stack.push_async_callback(pool.close)
+        yield settings, pool, clients
+
+
+async def _files(args: argparse.Namespace) -> int:
+    from app.ingestion import repository
+
+    async with _resources() as (_, pool, _clients), pool.acquire() as conn:
+        rows = await repository.list_files(
+            conn, status=args.status, key_prefix=args.key_prefix, since=None, after=None, limit=args.limit
+        )
+    for row in rows:
+        print(
+            f"{row.id}\t{row.status}\t{row.created_at:%Y-%m-%dT%H:%M:%S}\t{row.rows_inserted}\t"
+            f"{row.error_code or '-'}\ts3://{row.bucket}/{row.key}"
+        )
+    return EXIT_OK
+
+
+async def _retry(args: argparse.Namespace) -> int:
+    from app.ingestion import repository
+    from app.ingestion.envelopes import ObjectRef
+    from app.ingestion.loader import Ingestor, IngestOutcome, Transient
+
+    async with _resources() as (settings, pool, clients):
+        async with pool.acquire() as conn:
+            row = await repository.reopen_failed(conn, args.file_id)
+        if row is None:
+            print(f"file {args.file_id} does not exist or is not failed", file=sys.stderr)
+            return EXIT_FAILURE
+        ingestor = Ingestor(pool, lambda _bucket: clients.s3, settings)
+        ref = ObjectRef(row.bucket, row.key, row.version_id, row.etag, row.size_bytes)
+        try:
+            claimed = await ingestor.claim(ref, "cli", resolve=False)
+            outcome = claimed if isinstance(claimed, IngestOutcome) else await ingestor.load(claimed)
+        except Transient as exc:
+            print(f"transient failure, retry later: {exc}", file=sys.stderr)
+            return EXIT_TRANSIENT
+    print(f"{outcome.status} file_id={outcome.file_id} error_code={outcome.error_code}")
+    return EXIT_FAILURE if outcome.status == "failed" else EXIT_OK
+
+
+async def _redrive(args: argparse.Namespace) -> int:
+    from app.ingestion import service
+    from app.ingestion.consumer import find_dead_letter_queue
+
+    async with _resources() as (settings, _pool, clients):
+        source = str(settings.sqs_queue_url)
+        dlq = await find_dead_letter_queue(clients.sqs, source)
+        if dlq is None:
+            print("the queue has no dead-letter queue (no RedrivePolicy)", file=sys.stderr)
+            return EXIT_CONFIG
+        result = await service.redrive(clients.sqs, source, dlq, args.limit)
+    print(f"moved={result.moved} failed={result.failed}")
+    return EXIT_OK if result.failed == 0 else EXIT_FAILURE
+
+
+async def _report(args: argparse.Namespace) -> int:
+    from app.ingestion import repository
+
+    day = args.date or datetime.now(UTC).date()
+    async with _resources() as (_, pool, _clients), pool.acquire() as conn:
+        report = await repository.daily_report(conn, day)
+    print(report.model_dump_json(indent=2))
+    return EXIT_OK
+
+
+async def _ingest_s3(bucket: str, key: str, *, dry: bool) -> int:
+    from app.ingestion.envelopes import ObjectRef
+    from app.ingestion.loader import Ingestor, Transient, dry_run
+    from app.ingestion.parsers import ParseError
+
+    async with _resources() as (settings, pool, clients):
         if dry:
             response = await clients.s3.get_object(Bucket=bucket, Key=key)
             async with response["Body"] as _:
@@ -147,21 +221,19 @@ async def _ingest_s3(bucket: str, key: str, *, dry: bool) -> int:
                 except ParseError as exc:
                     print(f"{exc.code}: {exc.message}")
                     return EXIT_FAILURE
-        pool = await db.create_pool(settings)
-        stack.push_async_callback(pool.close)
         ingestor = Ingestor(pool, lambda _bucket: clients.s3, settings)
         try:
             outcome = await ingestor.ingest(ObjectRef(bucket, key, None, None, None), "cli")
         except Transient as exc:
             print(f"transient failure, retry later: {exc}", file=sys.stderr)
             return EXIT_TRANSIENT
-        counts = outcome.counts
-        print(
-            f"{outcome.status} file_id={outcome.file_id} rows_read={counts.rows_read} "
-            f"rows_inserted={counts.rows_inserted} rows_skipped={counts.rows_skipped} "
-            f"rows_rejected={counts.rows_rejected} error_code={outcome.error_code}"
-        )
-        return EXIT_FAILURE if outcome.status == "failed" else EXIT_OK
+    counts = outcome.counts
+    print(
+        f"{outcome.status} file_id={outcome.file_id} rows_read={counts.rows_read} "
+        f"rows_inserted={counts.rows_inserted} rows_skipped={counts.rows_skipped} "
+        f"rows_rejected={counts.rows_rejected} error_code={outcome.error_code}"
+    )
+    return EXIT_FAILURE if outcome.status == "failed" else EXIT_OK
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -182,6 +254,20 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("source", help="s3://bucket/key, or a local path (with --dry-run)")
     ingest.add_argument("--dry-run", action="store_true", help="parse and validate; write nothing")
 
+    files = commands.add_parser("files", help="list the processing log, newest first")
+    files.add_argument("--status", choices=["pending", "processing", "completed", "failed", "skipped"])
+    files.add_argument("--key-prefix")
+    files.add_argument("--limit", type=int, default=50)
+
+    retry = commands.add_parser("retry", help="re-run a failed file now")
+    retry.add_argument("file_id", type=int)
+
+    redrive = commands.add_parser("redrive", help="move dead-lettered messages back to the queue")
+    redrive.add_argument("--limit", type=int, default=1000)
+
+    report = commands.add_parser("report", help="the daily ingestion summary (UTC) as JSON")
+    report.add_argument("--date", type=date.fromisoformat, help="YYYY-MM-DD, default today (UTC)")
+
     token = commands.add_parser("token", help="mint a development HS256 token from JWT_SECRET")
     token.add_argument("--scopes", default=" ".join(SCOPES), help="space-separated scopes")
     token.add_argument("--subject", default="dev-user")
@@ -194,8 +280,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
-        if args.command == "ingest":
-            return asyncio.run(_ingest(args))
+        commands = {
+            "ingest": _ingest,
+            "files": _files,
+            "retry": _retry,
+            "redrive": _redrive,
+            "report": _report,
+        }
+        if args.command in commands:
+            return asyncio.run(commands[args.command](args))
         if args.command == "migrate":
             applied = asyncio.run(_migrate())
             print(f"applied: {', '.join(applied)}" if applied else "database is up to date")

@@ -69,3 +69,45 @@ async def test_s3_dry_run_writes_nothing_then_ingest_loads_once(
     again = run_cli(["ingest", f"s3://{bucket}/in/rows.jsonl"], env, tmp_path)
     assert again.stdout.startswith("duplicate")
     assert await db.fetchval("SELECT count(*) FROM processed_data WHERE bucket = $1", bucket) == 2
+
+
+async def test_files_retry_and_report_commands(
+    app: Any, tmp_path: Path, service_env: dict[str, str], s3: Any, db: asyncpg.Connection
+) -> None:
+    bucket = f"cli-{secrets.token_hex(4)}"
+    s3.create_bucket(Bucket=bucket)
+    env = {**service_env, "SQS_CONSUMER_ENABLED": "false"}
+    missing = run_cli(["ingest", f"s3://{bucket}/late.jsonl"], env, tmp_path)
+    assert missing.returncode == 1
+    assert "error_code=object_missing" in missing.stdout
+    file_id = await db.fetchval("SELECT id FROM file_processing_log WHERE bucket = $1", bucket)
+
+    listed = run_cli(["files", "--status", "failed", "--limit", "200"], env, tmp_path)
+    assert listed.returncode == 0
+    assert f"s3://{bucket}/late.jsonl" in listed.stdout
+
+    s3.put_object(Bucket=bucket, Key="late.jsonl", Body=b'{"late": 1}\n')
+    retried = run_cli(["retry", str(file_id)], env, tmp_path)
+    assert retried.returncode == 0, retried.stderr
+    assert retried.stdout.startswith(f"completed file_id={file_id}")
+    assert run_cli(["retry", str(file_id)], env, tmp_path).returncode == 1  # not failed any more
+
+    report = run_cli(["report"], env, tmp_path)
+    assert report.returncode == 0
+    assert '"files_by_status"' in report.stdout
+    bad_date = run_cli(["report", "--date", "2026-02-30"], env, tmp_path)
+    assert bad_date.returncode == 2
+    assert "Traceback" not in bad_date.stderr
+
+
+async def test_redrive_command_moves_dead_letters(
+    app: Any, tmp_path: Path, service_env: dict[str, str], sqs: Any, aws_resources: dict[str, str]
+) -> None:
+    env = {**service_env, "SQS_CONSUMER_ENABLED": "false"}
+    sqs.send_message(
+        QueueUrl=aws_resources["SQS_DLQ_URL"], MessageBody='{"Service": "Amazon S3", "Event": "s3:TestEvent"}'
+    )
+    result = run_cli(["redrive", "--limit", "1000"], env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    moved = int(result.stdout.split()[0].removeprefix("moved="))
+    assert moved >= 1
