@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+from urllib.parse import urlsplit, urlunsplit
 
 
 class TcpProxy:
@@ -12,6 +13,14 @@ class TcpProxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+
+    @classmethod
+    async def in_front_of(cls, dsn: str) -> tuple["TcpProxy", str]:
+        """A started proxy to the server of `dsn`, and the same DSN pointed at the proxy."""
+        parts = urlsplit(dsn)
+        proxy = cls(parts.hostname or "127.0.0.1", parts.port or 5432)
+        await proxy.start()
+        return proxy, urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)

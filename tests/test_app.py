@@ -2,7 +2,6 @@
 
 import logging
 from collections.abc import AsyncIterator
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -122,10 +121,7 @@ async def test_docs_and_openapi_are_public_and_declare_bearer_auth(client: httpx
 
 
 async def test_database_outage_is_503_problem_then_recovers(settings: Settings) -> None:
-    database = urlsplit(str(settings.database_url))
-    proxy = TcpProxy(database.hostname or "127.0.0.1", database.port or 5432)
-    await proxy.start()
-    proxied_url = urlunsplit(database._replace(netloc=f"{database.username}@127.0.0.1:{proxy.port}"))
+    proxy, proxied_url = await TcpProxy.in_front_of(str(settings.database_url))
     proxied = create_app(api_only(settings).model_copy(update={"database_url": proxied_url}))
     async with proxied.router.lifespan_context(proxied):
         transport = httpx.ASGITransport(app=proxied, raise_app_exceptions=False)

@@ -22,7 +22,6 @@ class Claim:
 class ExistingFile:
     file_id: int
     status: str
-    lease_expires_at: datetime | None
     seconds_left: float  # until the lease expires; <= 0 when there is none
 
 
@@ -81,7 +80,7 @@ async def claim(
 async def find(conn: Connection, *, bucket: str, key: str, object_version: str) -> ExistingFile | None:
     row = await conn.fetchrow(
         """
-        SELECT id, status, lease_expires_at,
+        SELECT id, status,
                COALESCE(EXTRACT(EPOCH FROM lease_expires_at - now()), 0)::float8 AS seconds_left
         FROM file_processing_log
         WHERE bucket = $1 AND key = $2 AND object_version = $3
@@ -92,7 +91,7 @@ async def find(conn: Connection, *, bucket: str, key: str, object_version: str) 
     )
     if row is None:
         return None
-    return ExistingFile(row["id"], row["status"], row["lease_expires_at"], row["seconds_left"])
+    return ExistingFile(row["id"], row["status"], row["seconds_left"])
 
 
 async def renew_lease(conn: Connection, file_id: int, owner: str, lease_seconds: int) -> bool:

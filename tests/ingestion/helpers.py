@@ -77,7 +77,7 @@ def s3_event(bucket: str, key: str, *, etag: str, version_id: str | None, size: 
     }
 
 
-def sns_envelope(message: dict[str, Any], topic_arn: str) -> dict[str, Any]:
+def wrap_in_sns(message: dict[str, Any], topic_arn: str) -> dict[str, Any]:
     return {
         "Type": "Notification",
         "MessageId": "0b1f4e2a-sns-test",

@@ -22,10 +22,10 @@ from tests.ingestion.helpers import (
     eventbridge_event,
     metric,
     s3_event,
-    sns_envelope,
     wait_for_file,
     wait_for_metric,
     wait_until,
+    wrap_in_sns,
 )
 
 RECORDS = [
@@ -146,10 +146,10 @@ async def test_other_event_shapes_are_ingested(
     fields = {"etag": put_response["ETag"], "version_id": put_response.get("VersionId"), "size": 13}
     topic = aws_resources["SNS_TOPIC_ARN"]
     body: dict[str, Any] = {
-        "sns": sns_envelope(s3_event(other, key, **fields), topic),
+        "sns": wrap_in_sns(s3_event(other, key, **fields), topic),
         "raw-sns": s3_event(other, key, **fields),
         "eventbridge": eventbridge_event(other, key, **fields),
-        "eventbridge-via-sns": sns_envelope(eventbridge_event(other, key, **fields), topic),
+        "eventbridge-via-sns": wrap_in_sns(eventbridge_event(other, key, **fields), topic),
     }[wrapping]
     sqs.send_message(QueueUrl=aws_resources["SQS_QUEUE_URL"], MessageBody=json.dumps(body))
     row = await wait_for_file(db, other, key)

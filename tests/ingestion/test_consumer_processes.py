@@ -7,7 +7,6 @@ import signal
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -136,10 +135,7 @@ async def test_database_outage_during_ingestion_loses_nothing(
     db: asyncpg.Connection,
 ) -> None:
     bucket = isolated_aws["S3_BUCKET_NAME"]
-    database = urlsplit(isolated_aws["DATABASE_URL"])
-    proxy = TcpProxy(database.hostname or "127.0.0.1", database.port or 5432)
-    await proxy.start()
-    proxied = urlunsplit(database._replace(netloc=f"{database.username}@127.0.0.1:{proxy.port}"))
+    proxy, proxied = await TcpProxy.in_front_of(isolated_aws["DATABASE_URL"])
     service = spawn_service({**isolated_aws, "DATABASE_URL": proxied})
     try:
         await service.await_healthy()

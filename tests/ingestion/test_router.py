@@ -179,3 +179,9 @@ async def test_daily_report_counts_the_days_files(
     )
     bad = await client.get("/ingestion/report", params={"date": "2026-13-01"}, headers=bearer(READ))
     assert bad.status_code == 422
+
+
+@pytest.mark.parametrize("since", ["2026-01-01T00:00:00", "2026-01-01T00:00:00+02:00", "2026-01-01"])
+async def test_since_accepts_naive_aware_and_date_only_values(client: httpx.AsyncClient, since: str) -> None:
+    response = await client.get("/ingestion/files", params={"since": since, "limit": 1}, headers=bearer(READ))
+    assert response.status_code == 200, response.text
