@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format clean constraints bench bench-quick
+.PHONY: run test lint format clean constraints bench bench-quick check-infra
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=python3.11)")'
@@ -39,5 +39,21 @@ constraints: $(STAMP)
 	{ head -n 2 constraints.txt; $(PY) -m pip freeze --disable-pip-version-check --exclude-editable; } > constraints.tmp
 	mv constraints.tmp constraints.txt
 
+# Offline infrastructure checks (SPEC 9): their own venv and npm folders, pinned in infra/<area>/.
+INFRA_VENV := .venv-infra
+INFRA_STAMP := $(INFRA_VENV)/.installed
+INFRA_REQS := $(wildcard infra/*/requirements.txt)
+INFRA_LOCKS := $(wildcard infra/*/package-lock.json)
+
+$(INFRA_STAMP): $(INFRA_REQS) $(INFRA_LOCKS)
+	test -x $(INFRA_VENV)/bin/python || $(PYTHON) -m venv $(INFRA_VENV)
+	$(INFRA_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip==25.3
+	$(INFRA_VENV)/bin/python -m pip install --quiet --disable-pip-version-check $(foreach f,$(INFRA_REQS),-r $(f))
+	for lock in $(INFRA_LOCKS); do npm ci --prefix "$$(dirname $$lock)" --no-audit --no-fund --loglevel=error || exit 1; done
+	touch $(INFRA_STAMP)
+
+check-infra: $(INFRA_STAMP)
+	PATH="$(CURDIR)/$(INFRA_VENV)/bin:$$PATH" infra/check.sh
+
 clean:
-	rm -rf $(VENV) .dev .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(INFRA_VENV) .dev .pytest_cache .ruff_cache infra/*/node_modules
