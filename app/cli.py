@@ -1,4 +1,5 @@
-"""Command line: `python -m app serve | migrate | ingest | files | retry | redrive | report | token`.
+"""Command line: `python -m app serve | migrate | token | ingest | files | retry | redrive | report |
+reconcile`.
 
 Exit codes: 0 done, 1 the file failed (or a dry run found problems), 2 bad usage or settings,
 3 a transient failure (retry later).
@@ -9,6 +10,7 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from app.core.config import (
     Settings,
     SettingsError,
     load,
+    reconcile_sources,
 )
 from app.core.security import SCOPES, mint_token
 
@@ -128,26 +131,56 @@ async def _ingest(args: argparse.Namespace) -> int:
     if not bucket or not key:
         print("expected s3://bucket/key", file=sys.stderr)
         return EXIT_CONFIG
-    return await _ingest_s3(bucket, key, dry=args.dry_run)
+    return await _ingest_s3(args, bucket, key)
+
+
+@dataclass(slots=True)
+class _Service:
+    """What commands that work like the service need: settings, a pool and the AWS clients."""
+
+    settings: Settings
+    pool: Any
+    aws: Any
+    s3_for: Any  # bucket -> the S3 client to read it with (S3_BUCKET_ROLES)
+
+    def ingestor(self, progress: Any = None) -> Any:
+        from app.ingestion.loader import Ingestor
+
+        return Ingestor(self.pool, self.s3_for, self.settings, progress=progress)
 
 
 @asynccontextmanager
-async def _resources() -> AsyncIterator[tuple[Settings, Any, Any]]:
-    """Settings, a database pool and the AWS clients, for commands that work like the service."""
+async def _service() -> AsyncIterator[_Service]:
     from app.core import aws, db
 
     settings = load(Settings)
     async with AsyncExitStack() as stack:
         clients = await aws.open_clients(settings, stack)
+        sources = await aws.open_source_clients(settings, clients, stack)
         pool = await db.create_pool(settings)
         stack.push_async_callback(pool.close)
-        yield settings, pool, clients
+        yield _Service(settings, pool, clients, sources.client_for)
+
+
+def _progress_bar(args: argparse.Namespace, **options: Any) -> Any:
+    """A progress bar on stderr: on a terminal, or always with --progress."""
+    from tqdm import tqdm
+
+    return tqdm(file=sys.stderr, disable=None if args.progress is None else not args.progress, **options)
+
+
+def _byte_progress(bar: Any) -> Any:
+    def update(read: int, size: int) -> None:
+        bar.total = size
+        bar.update(read - bar.n)
+
+    return update
 
 
 async def _files(args: argparse.Namespace) -> int:
     from app.ingestion import repository
 
-    async with _resources() as (_, pool, _clients), pool.acquire() as conn:
+    async with _service() as service, service.pool.acquire() as conn:
         rows = await repository.list_files(
             conn, status=args.status, key_prefix=args.key_prefix, since=None, after=None, limit=args.limit
         )
@@ -159,74 +192,7 @@ async def _files(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _retry(args: argparse.Namespace) -> int:
-    from app.ingestion import repository
-    from app.ingestion.envelopes import ObjectRef
-    from app.ingestion.loader import Ingestor, IngestOutcome, Transient
-
-    async with _resources() as (settings, pool, clients):
-        async with pool.acquire() as conn:
-            row = await repository.reopen_failed(conn, args.file_id)
-        if row is None:
-            print(f"file {args.file_id} does not exist or is not failed", file=sys.stderr)
-            return EXIT_FAILURE
-        ingestor = Ingestor(pool, lambda _bucket: clients.s3, settings)
-        ref = ObjectRef(row.bucket, row.key, row.version_id, row.etag, row.size_bytes)
-        try:
-            claimed = await ingestor.claim(ref, "cli", resolve=False)
-            outcome = claimed if isinstance(claimed, IngestOutcome) else await ingestor.load(claimed)
-        except Transient as exc:
-            print(f"transient failure, retry later: {exc}", file=sys.stderr)
-            return EXIT_TRANSIENT
-    print(f"{outcome.status} file_id={outcome.file_id} error_code={outcome.error_code}")
-    return EXIT_FAILURE if outcome.status == "failed" else EXIT_OK
-
-
-async def _redrive(args: argparse.Namespace) -> int:
-    from app.ingestion import service
-    from app.ingestion.consumer import find_dead_letter_queue
-
-    async with _resources() as (settings, _pool, clients):
-        source = str(settings.sqs_queue_url)
-        dlq = await find_dead_letter_queue(clients.sqs, source)
-        if dlq is None:
-            print("the queue has no dead-letter queue (no RedrivePolicy)", file=sys.stderr)
-            return EXIT_CONFIG
-        result = await service.redrive(clients.sqs, source, dlq, args.limit)
-    print(f"moved={result.moved} failed={result.failed}")
-    return EXIT_OK if result.failed == 0 else EXIT_FAILURE
-
-
-async def _report(args: argparse.Namespace) -> int:
-    from app.ingestion import repository
-
-    day = args.date or datetime.now(UTC).date()
-    async with _resources() as (_, pool, _clients), pool.acquire() as conn:
-        report = await repository.daily_report(conn, day)
-    print(report.model_dump_json(indent=2))
-    return EXIT_OK
-
-
-async def _ingest_s3(bucket: str, key: str, *, dry: bool) -> int:
-    from app.ingestion.envelopes import ObjectRef
-    from app.ingestion.loader import Ingestor, Transient, dry_run
-    from app.ingestion.parsers import ParseError
-
-    async with _resources() as (settings, pool, clients):
-        if dry:
-            response = await clients.s3.get_object(Bucket=bucket, Key=key)
-            async with response["Body"] as _:
-                try:
-                    return _print_dry_run(await dry_run(response["Body"], key, settings))
-                except ParseError as exc:
-                    print(f"{exc.code}: {exc.message}")
-                    return EXIT_FAILURE
-        ingestor = Ingestor(pool, lambda _bucket: clients.s3, settings)
-        try:
-            outcome = await ingestor.ingest(ObjectRef(bucket, key, None, None, None), "cli")
-        except Transient as exc:
-            print(f"transient failure, retry later: {exc}", file=sys.stderr)
-            return EXIT_TRANSIENT
+def _print_outcome(outcome: Any) -> int:
     counts = outcome.counts
     print(
         f"{outcome.status} file_id={outcome.file_id} rows_read={counts.rows_read} "
@@ -234,6 +200,138 @@ async def _ingest_s3(bucket: str, key: str, *, dry: bool) -> int:
         f"rows_rejected={counts.rows_rejected} error_code={outcome.error_code}"
     )
     return EXIT_FAILURE if outcome.status == "failed" else EXIT_OK
+
+
+async def _retry(args: argparse.Namespace) -> int:
+    from app.ingestion import repository
+    from app.ingestion.envelopes import ObjectRef
+    from app.ingestion.loader import IngestOutcome, Transient
+
+    async with _service() as service:
+        async with service.pool.acquire() as conn:
+            row = await repository.reopen_failed(conn, args.file_id)
+        if row is None:
+            print(f"file {args.file_id} does not exist or is not failed", file=sys.stderr)
+            return EXIT_FAILURE
+        ref = ObjectRef(row.bucket, row.key, row.version_id, row.etag, row.size_bytes)
+        with _progress_bar(args, unit="B", unit_scale=True, desc=row.key[-40:]) as bar:
+            ingestor = service.ingestor(_byte_progress(bar))
+            try:
+                claimed = await ingestor.claim(ref, "cli", resolve=False)
+                outcome = claimed if isinstance(claimed, IngestOutcome) else await ingestor.load(claimed)
+            except Transient as exc:
+                print(f"transient failure, retry later: {exc}", file=sys.stderr)
+                return EXIT_TRANSIENT
+    return _print_outcome(outcome)
+
+
+async def _redrive(args: argparse.Namespace) -> int:
+    from app.ingestion import service as operations
+    from app.ingestion.consumer import find_dead_letter_queue
+
+    async with _service() as service:
+        sqs = service.aws.sqs
+        source = str(service.settings.sqs_queue_url)
+        dlq = await find_dead_letter_queue(sqs, source)
+        if dlq is None:
+            print("the queue has no dead-letter queue (no RedrivePolicy)", file=sys.stderr)
+            return EXIT_CONFIG
+        depth = await sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"])
+        total = min(args.limit, int(depth["Attributes"]["ApproximateNumberOfMessages"]))
+        with _progress_bar(args, total=total, unit="msg", desc="redrive") as bar:
+            result = await operations.redrive(sqs, source, dlq, args.limit, on_batch=bar.update)
+    print(f"moved={result.moved} failed={result.failed}")
+    return EXIT_OK if result.failed == 0 else EXIT_FAILURE
+
+
+async def _report(args: argparse.Namespace) -> int:
+    from app.ingestion import reports, repository
+
+    day = args.date or datetime.now(UTC).date()
+    async with _service() as service:
+        if args.publish:
+            clients = service.aws
+            published = await reports.publish(service.pool, clients.s3, clients.sns, service.settings, day)
+            report = published.report
+            print(f"written to s3://{service.settings.s3_bucket_name}/{published.html_key}", file=sys.stderr)
+        else:
+            async with service.pool.acquire() as conn:
+                report = await repository.daily_report(conn, day)
+    print(report.model_dump_json(indent=2))
+    return EXIT_OK
+
+
+async def _reconcile(args: argparse.Namespace) -> int:
+    from app.ingestion.loader import Transient
+    from app.ingestion.reconcile import Reconciler, SweepBusy
+
+    async with _service() as service:
+        settings = service.settings
+        try:
+            sources = reconcile_sources(args.source, default_bucket=settings.s3_bucket_name)
+        except ValueError as exc:
+            print(exc, file=sys.stderr)
+            return EXIT_CONFIG
+        if not args.source:
+            sources = settings.reconcile_sources
+        reconciler = Reconciler(service.pool, service.ingestor(), service.s3_for, settings)
+        with _progress_bar(args, unit="file", desc="reconcile") as bar:
+            try:
+                result = await reconciler.sweep(
+                    sources,
+                    min_age_seconds=args.min_age,
+                    on_object=lambda _status: bar.update(1),
+                )
+            except SweepBusy:
+                print("another reconcile sweep is running; try again later", file=sys.stderr)
+                return EXIT_TRANSIENT
+            except Transient as exc:
+                print(f"transient failure, retry later: {exc}", file=sys.stderr)
+                return EXIT_TRANSIENT
+    outcomes = " ".join(f"{status}={n}" for status, n in sorted(result.outcomes.items()))
+    print(f"listed={result.listed} unseen={result.unseen} {outcomes}".rstrip())
+    return EXIT_FAILURE if result.outcomes["failed"] else EXIT_OK
+
+
+async def _ingest_s3(args: argparse.Namespace, bucket: str, key: str) -> int:
+    from app.ingestion.envelopes import ObjectRef
+    from app.ingestion.loader import Transient, dry_run
+    from app.ingestion.parsers import ParseError
+
+    async with _service() as service:
+        if args.dry_run:
+            response = await service.s3_for(bucket).get_object(Bucket=bucket, Key=key)
+            async with response["Body"] as _:
+                try:
+                    return _print_dry_run(await dry_run(response["Body"], key, service.settings))
+                except ParseError as exc:
+                    print(f"{exc.code}: {exc.message}")
+                    return EXIT_FAILURE
+        with _progress_bar(args, unit="B", unit_scale=True, desc=key[-40:]) as bar:
+            try:
+                outcome = await service.ingestor(_byte_progress(bar)).ingest(
+                    ObjectRef(bucket, key, None, None, None), "cli"
+                )
+            except Transient as exc:
+                print(f"transient failure, retry later: {exc}", file=sys.stderr)
+                return EXIT_TRANSIENT
+    return _print_outcome(outcome)
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
+def _progress_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show a progress bar on stderr (default: when stderr is a terminal)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -253,6 +351,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     ingest.add_argument("source", help="s3://bucket/key, or a local path (with --dry-run)")
     ingest.add_argument("--dry-run", action="store_true", help="parse and validate; write nothing")
+    _progress_option(ingest)
 
     files = commands.add_parser("files", help="list the processing log, newest first")
     files.add_argument("--status", choices=["pending", "processing", "completed", "failed", "skipped"])
@@ -261,12 +360,28 @@ def _parser() -> argparse.ArgumentParser:
 
     retry = commands.add_parser("retry", help="re-run a failed file now")
     retry.add_argument("file_id", type=int)
+    _progress_option(retry)
 
     redrive = commands.add_parser("redrive", help="move dead-lettered messages back to the queue")
-    redrive.add_argument("--limit", type=int, default=1000)
+    redrive.add_argument("--limit", type=_positive, default=1000)
+    _progress_option(redrive)
 
     report = commands.add_parser("report", help="the daily ingestion summary (UTC) as JSON")
     report.add_argument("--date", type=date.fromisoformat, help="YYYY-MM-DD, default today (UTC)")
+    report.add_argument(
+        "--publish", action="store_true", help="also write it to reports/{date}/ in S3 and announce it on SNS"
+    )
+
+    reconcile = commands.add_parser(
+        "reconcile", help="ingest objects under the reconcile prefixes that the log has not seen"
+    )
+    reconcile.add_argument(
+        "source", nargs="*", help="s3://bucket/prefix, or a prefix of S3_BUCKET_NAME (default: the setting)"
+    )
+    reconcile.add_argument(
+        "--min-age", type=int, default=None, help="seconds an object must have existed (default: the setting)"
+    )
+    _progress_option(reconcile)
 
     token = commands.add_parser("token", help="mint a development HS256 token from JWT_SECRET")
     token.add_argument("--scopes", default=" ".join(SCOPES), help="space-separated scopes")
@@ -286,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
             "retry": _retry,
             "redrive": _redrive,
             "report": _report,
+            "reconcile": _reconcile,
         }
         if args.command in commands:
             return asyncio.run(commands[args.command](args))

@@ -14,7 +14,6 @@ from fastapi import FastAPI
 
 from app.core import aws, db
 from app.core.config import EXIT_CONFIG, Settings, SettingsError, get_settings
-from app.core.cross_account import S3ClientsByBucket
 from app.core.errors import install_error_handlers
 from app.core.http import AccessLogMiddleware, BodyLimitMiddleware
 from app.core.logging import configure_logging
@@ -23,6 +22,8 @@ from app.files.router import router as files_router
 from app.ingestion.consumer import Consumer
 from app.ingestion.dispatcher import Dispatcher, sns_handler
 from app.ingestion.loader import Ingestor
+from app.ingestion.reconcile import ReconcileLoop, Reconciler
+from app.ingestion.reports import DailyReportJob
 from app.ingestion.router import router as ingestion_router
 from app.ingestion.service import BackgroundLoads
 from app.notifications.router import router as notifications_router
@@ -52,16 +53,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pool = pool
         app.state.aws = await aws.open_clients(settings, stack)
         # Buckets in S3_BUCKET_ROLES are read with their role's credentials, the others with aws.s3.
-        s3_by_bucket = await stack.enter_async_context(
-            S3ClientsByBucket(
-                app.state.aws.s3,
-                app.state.aws.sts,
-                settings.s3_bucket_roles,
-                config=aws.client_config(),
-                endpoint_url=str(settings.aws_endpoint_url) if settings.aws_endpoint_url else None,
-                region=settings.aws_region,
-            )
-        )
+        s3_by_bucket = await aws.open_source_clients(settings, app.state.aws, stack)
         # Outbound HTTP (SNS certificates and subscription confirmations); never follows redirects,
         # so a trusted URL cannot bounce the service to an untrusted one.
         app.state.http = await stack.enter_async_context(
@@ -77,6 +69,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.ingestor = ingestor
         app.state.background_loads = BackgroundLoads(ingestor)
         stack.push_async_callback(app.state.background_loads.stop)
+        app.state.reconciler = Reconciler(pool, ingestor, s3_by_bucket.client_for, settings)
+        if settings.reconcile_interval_seconds:
+            sweeps = ReconcileLoop(app.state.reconciler, settings.reconcile_interval_seconds)
+            sweeps.start()
+            stack.push_async_callback(sweeps.stop)
+        if settings.report_daily_at_utc is not None:
+            reports = DailyReportJob(
+                pool, app.state.aws.s3, app.state.aws.sns, settings, settings.report_daily_at_utc
+            )
+            reports.start()
+            stack.push_async_callback(reports.stop)
         app.state.sns_notification_handler = sns_handler(dispatcher)
         app.state.consumer = None
         if settings.sqs_consumer_enabled:

@@ -6,12 +6,24 @@ from collections.abc import Callable
 from typing import Any
 
 import boto3
+import httpx
 
 AWS_REGION = "us-east-1"
 
 
 def boto_client(service: str, endpoint_url: str) -> Any:
     return boto3.client(service, endpoint_url=endpoint_url, region_name=AWS_REGION)
+
+
+async def assumed(moto_endpoint: str, role_arn: str) -> list[dict[str, Any]]:
+    """The AssumeRole calls moto recorded for `role_arn`.
+
+    Read from /moto-api/data.json, which fails on a server where a bucket that held keys was deleted:
+    use a moto server of the test module's own.
+    """
+    async with httpx.AsyncClient() as http:
+        data = (await http.get(f"{moto_endpoint}/moto-api/data.json")).json()
+    return [role for role in data.get("sts", {}).get("AssumedRole", []) if role["role_arn"] == role_arn]
 
 
 def receive_until(

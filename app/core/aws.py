@@ -9,6 +9,7 @@ from aiobotocore.config import AioConfig
 from botocore.exceptions import ClientError
 
 from app.core.config import Settings
+from app.core.cross_account import S3ClientsByBucket
 
 SQS_MAX_WAIT_SECONDS = 20  # API limit for long polling
 _CONNECT_TIMEOUT_SECONDS = 5
@@ -81,4 +82,20 @@ async def open_clients(settings: Settings, stack: AsyncExitStack) -> AwsClients:
 
     return AwsClients(
         s3=await client("s3"), sns=await client("sns"), sqs=await client("sqs"), sts=await client("sts")
+    )
+
+
+async def open_source_clients(
+    settings: Settings, clients: AwsClients, stack: AsyncExitStack
+) -> S3ClientsByBucket:
+    """The S3 client to read each bucket with: S3_BUCKET_ROLES buckets through their role, others aws.s3."""
+    return await stack.enter_async_context(
+        S3ClientsByBucket(
+            clients.s3,
+            clients.sts,
+            settings.s3_bucket_roles,
+            config=client_config(),
+            endpoint_url=str(settings.aws_endpoint_url) if settings.aws_endpoint_url else None,
+            region=settings.aws_region,
+        )
     )

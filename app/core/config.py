@@ -1,6 +1,7 @@
 """Service settings from environment variables or `.env` (pydantic-settings), validated at start-up."""
 
 import re
+from datetime import time
 from functools import lru_cache
 from typing import Annotated, Literal, TypeVar
 
@@ -16,7 +17,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from app.core.cross_account import BucketRolesSetting
+from app.core.cross_account import BucketRolesSetting, is_bucket_name
 
 EXIT_CONFIG = 2  # a bad setting: fix the environment, restarting will not help
 EXIT_TRANSIENT = 3  # a dependency failed for now: the same command may work later
@@ -85,6 +86,30 @@ def _comma_separated(value: object) -> object:
     return value
 
 
+def _hh_mm(value: object) -> object:
+    if value == "":
+        return None
+    if isinstance(value, str):
+        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+            raise ValueError("expected HH:MM (UTC), e.g. 02:30")
+        return time(int(value[:2]), int(value[3:]))
+    return value
+
+
+def reconcile_sources(entries: list[str], *, default_bucket: str) -> list[tuple[str, str]]:
+    """(bucket, prefix) pairs from `s3://bucket/prefix` or plain-prefix entries; none: the whole bucket."""
+    sources = []
+    for entry in entries or [""]:
+        if not entry.startswith("s3://"):
+            sources.append((default_bucket, entry))
+            continue
+        bucket, _, prefix = entry.removeprefix("s3://").partition("/")
+        if not is_bucket_name(bucket):
+            raise ValueError(f"{entry!r}: expected s3://bucket/prefix or a prefix of S3_BUCKET_NAME")
+        sources.append((bucket, prefix))
+    return sources
+
+
 class IngestSettings(_Base):
     """How files are ingested; all that `python -m app ingest --dry-run` of a local file needs."""
 
@@ -123,6 +148,15 @@ class Settings(DatabaseSettings, AuthSettings, IngestSettings):
     # Cross-account sources: bucket name -> the IAM role its files are read with.
     s3_bucket_roles: BucketRolesSetting = Field(default_factory=dict)
 
+    # Reconcile sweep (SPEC 7), the safety net for lost events: off while the interval is 0.
+    reconcile_interval_seconds: int = Field(default=0, ge=0, le=7 * 86_400)
+    reconcile_prefixes: Annotated[list[str], NoDecode, BeforeValidator(_comma_separated)] = Field(
+        default_factory=list
+    )
+    reconcile_min_age_seconds: int = Field(default=300, ge=0, le=7 * 86_400)
+    # Daily ingestion report to S3 and SNS, at this UTC time (HH:MM); off when unset.
+    report_daily_at_utc: Annotated[time | None, BeforeValidator(_hh_mm)] = None
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
 
@@ -156,6 +190,17 @@ class Settings(DatabaseSettings, AuthSettings, IngestSettings):
         if self.sqs_backoff_base_seconds > self.sqs_backoff_max_seconds:
             raise ValueError("SQS_BACKOFF_BASE_SECONDS must not exceed SQS_BACKOFF_MAX_SECONDS")
         return self
+
+    @field_validator("reconcile_prefixes")
+    @classmethod
+    def _sources(cls, value: list[str]) -> list[str]:
+        reconcile_sources(value, default_bucket="")
+        return value
+
+    @property
+    def reconcile_sources(self) -> list[tuple[str, str]]:
+        """(bucket, prefix) pairs the sweep lists; the whole of S3_BUCKET_NAME when none is set."""
+        return reconcile_sources(self.reconcile_prefixes, default_bucket=self.s3_bucket_name)
 
     @property
     def accepted_topic_arns(self) -> frozenset[str]:

@@ -95,17 +95,22 @@ def _bucket_roles(document: object) -> dict[str, BucketRole]:
     return {_bucket_name(bucket): _bucket_role(bucket, entry) for bucket, entry in document.items()}
 
 
+def is_bucket_name(bucket: object) -> bool:
+    """S3's naming rules for general purpose buckets."""
+    return (
+        isinstance(bucket, str)
+        and bool(_BUCKET_NAME.match(bucket))
+        and ".." not in bucket
+        and not _IP_ADDRESS.match(bucket)
+    )
+
+
 def _bucket_name(bucket: object) -> str:
-    if (
-        not isinstance(bucket, str)
-        or not _BUCKET_NAME.match(bucket)
-        or ".." in bucket
-        or _IP_ADDRESS.match(bucket)
-    ):
+    if not is_bucket_name(bucket):
         raise ValueError(
             f"bucket {bucket!r}: not an S3 bucket name (3-63 lowercase letters, digits, dots and hyphens)"
         )
-    return bucket
+    return bucket  # type: ignore[return-value]
 
 
 def _bucket_role(bucket: str, entry: object) -> BucketRole:

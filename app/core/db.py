@@ -1,5 +1,6 @@
 """asyncpg pool, the per-request transaction, and versioned SQL migrations under an advisory lock."""
 
+import contextlib
 import hashlib
 import logging
 from collections.abc import AsyncIterator
@@ -94,6 +95,25 @@ async def apply_migrations(conn: Connection) -> list[str]:
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
     return applied_now
+
+
+@asynccontextmanager
+async def exclusive(pool: asyncpg.Pool, lock_key: int) -> AsyncIterator[bool]:
+    """Whether this process may run a job that must run on one replica at a time.
+
+    A session-level advisory lock held on one pooled connection for the job's duration; the other
+    replicas get False at once. If this process dies, PostgreSQL drops the lock with the connection.
+    """
+    async with pool.acquire(timeout=POOL_ACQUIRE_TIMEOUT_SECONDS) as conn:
+        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key):
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            # A broken connection has dropped the lock already.
+            with contextlib.suppress(asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
+                await conn.execute("SELECT pg_advisory_unlock($1)", lock_key)
 
 
 @asynccontextmanager

@@ -74,6 +74,22 @@ class _LeaseLost(Exception):
     pass
 
 
+class Counted:
+    """A byte source that reports how much of it was read."""
+
+    def __init__(self, source: Any, size: int, progress: Callable[[int, int], None]) -> None:
+        self._source = source
+        self._size = size
+        self._progress = progress
+        self._read = 0
+
+    async def read(self, n: int = -1) -> bytes:
+        chunk: bytes = await self._source.read(n)
+        self._read += len(chunk)
+        self._progress(self._read, self._size)
+        return chunk
+
+
 @dataclass(frozen=True, slots=True)
 class IngestOutcome:
     status: Status
@@ -159,10 +175,19 @@ _DB_TRANSIENT = (
 class Ingestor:
     """Ingests object versions; shared by the SQS consumer, the SNS webhook, the API and the CLI."""
 
-    def __init__(self, pool: asyncpg.Pool, s3_for: Callable[[str], Any], settings: Settings) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        s3_for: Callable[[str], Any],
+        settings: Settings,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        """`progress(bytes_read, file_size)` is called as a file streams in (the CLI's progress bar)."""
         self._pool = pool
         self._s3_for = s3_for
         self._settings = settings
+        self._progress = progress
 
     async def probe(self, bucket: str) -> bool:
         """Whether the database and S3 answer: the consumer waits for this after transient failures."""
@@ -305,7 +330,7 @@ class Ingestor:
             async with body:
                 try:
                     stream = RecordStream(
-                        body,
+                        body if self._progress is None else Counted(body, size, self._progress),
                         file_format,
                         max_bytes=settings.ingest_max_file_bytes,
                         max_decompressed_bytes=settings.ingest_max_decompressed_bytes,

@@ -312,3 +312,26 @@ async def daily_report(conn: Connection, day: date) -> DailyReport:
         p50_duration_seconds=totals["p50"],
         p95_duration_seconds=totals["p95"],
     )
+
+
+async def report_recorded(conn: Connection, day: date) -> bool:
+    return bool(await conn.fetchval("SELECT true FROM daily_reports WHERE report_date = $1", day))
+
+
+async def record_report(
+    conn: Connection, day: date, *, json_key: str, html_key: str, message_id: str
+) -> None:
+    """Note that the day's report was written and announced (again, for a republished day)."""
+    await conn.execute(
+        """
+        INSERT INTO daily_reports (report_date, json_key, html_key, sns_message_id)
+        VALUES ($1, $2, $3, $4)
+        ON CONFLICT (report_date) DO UPDATE
+            SET json_key = EXCLUDED.json_key, html_key = EXCLUDED.html_key,
+                sns_message_id = EXCLUDED.sns_message_id, generated_at = now()
+        """,
+        day,
+        json_key,
+        html_key,
+        message_id,
+    )

@@ -5,6 +5,7 @@ import base64
 import binascii
 import contextlib
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from http import HTTPStatus
 from typing import Any
@@ -98,11 +99,20 @@ async def retry(pool: Any, ingestor: Ingestor, loads: BackgroundLoads, file_id: 
     return IngestAccepted(file_id=claimed.file_id, status="accepted")
 
 
-async def redrive(sqs: Any, source_url: str, dlq_url: str, limit: int) -> RedriveResult:
+async def redrive(
+    sqs: Any,
+    source_url: str,
+    dlq_url: str,
+    limit: int,
+    *,
+    visibility_seconds: int = REDRIVE_VISIBILITY_SECONDS,
+    on_batch: Callable[[int], None] | None = None,
+) -> RedriveResult:
     """Move up to `limit` messages from the DLQ back to the source queue.
 
     Each batch is sent before it is deleted, so a call that dies half-way duplicates messages at most
-    (harmless: ingestion is idempotent) and never loses one.
+    (harmless: ingestion is idempotent) and never loses one: the batch it held reappears in the DLQ
+    after `visibility_seconds`. `on_batch(n)` is told of each batch handled (the CLI's progress).
     """
     moved = failed = 0
     while moved + failed < limit:
@@ -110,7 +120,7 @@ async def redrive(sqs: Any, source_url: str, dlq_url: str, limit: int) -> Redriv
             QueueUrl=dlq_url,
             MaxNumberOfMessages=min(SQS_MAX_BATCH, limit - moved - failed),
             WaitTimeSeconds=0,
-            VisibilityTimeout=REDRIVE_VISIBILITY_SECONDS,
+            VisibilityTimeout=visibility_seconds,
             MessageAttributeNames=["All"],
         )
         messages = response.get("Messages", [])
@@ -142,4 +152,6 @@ async def redrive(sqs: Any, source_url: str, dlq_url: str, limit: int) -> Redriv
                 ],
             )
         moved += len(succeeded)
+        if on_batch is not None:
+            on_batch(len(messages))
     return RedriveResult(moved=moved, failed=failed)

@@ -27,7 +27,7 @@ from app.core.cross_account import (
     parse_bucket_roles,
 )
 from devtools.servers import MotoServer, free_port, start_moto
-from tests.aws import AWS_REGION, boto_client
+from tests.aws import AWS_REGION, assumed, boto_client
 
 CLIENT_ACCOUNT = "111122223333"
 ARN = f"arn:aws:iam::{CLIENT_ACCOUNT}:role/reader"
@@ -50,13 +50,6 @@ class Clock:
 
 def new_role_arn() -> str:
     return f"arn:aws:iam::{CLIENT_ACCOUNT}:role/reader-{secrets.token_hex(4)}"
-
-
-async def assumed(moto_endpoint: str, role_arn: str) -> list[dict[str, Any]]:
-    """The AssumeRole calls moto recorded for `role_arn`."""
-    async with httpx.AsyncClient() as http:
-        data = (await http.get(f"{moto_endpoint}/moto-api/data.json")).json()
-    return [role for role in data.get("sts", {}).get("AssumedRole", []) if role["role_arn"] == role_arn]
 
 
 def signing_keys(client: Any) -> list[str]:

@@ -16,14 +16,6 @@ READ = ["ingestion:read"]
 WRITE = ["ingestion:write", "ingestion:read"]
 
 
-@pytest.fixture
-def quiet_bucket(s3: Any) -> str:
-    """A bucket without notifications: only what the test asks for gets ingested."""
-    name = f"quiet-{secrets.token_hex(4)}"
-    s3.create_bucket(Bucket=name)
-    return name
-
-
 async def ingest(client: httpx.AsyncClient, bucket: str, key: str) -> dict[str, Any]:
     response = await client.post(
         "/ingestion/files", json={"bucket": bucket, "key": key}, headers=bearer(WRITE)

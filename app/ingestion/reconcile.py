@@ -1,0 +1,186 @@
+"""The reconcile sweep (SPEC 7), the safety net for lost events: list the configured prefixes and ingest
+each object whose current version the processing log has not seen (trigger `reconcile`).
+
+One sweep runs at a time across all replicas (an advisory lock); a replica that finds the lock taken
+skips its turn. Objects younger than RECONCILE_MIN_AGE_SECONDS are left to their event, which is most
+likely still on its way; a `pending` row (a released claim that may have no message left) counts as
+unseen, so the sweep finishes what a shutdown interrupted.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter as Tally
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+from aiohttp import ClientError as HttpError
+from botocore.exceptions import BotoCoreError, ClientError
+from prometheus_client import Counter
+
+from app.core import aws, db
+from app.core.config import Settings
+from app.ingestion.envelopes import ObjectRef
+from app.ingestion.loader import Ingestor, Transient
+
+logger = logging.getLogger(__name__)
+
+RECONCILE_LOCK_KEY = 7_301_843_563  # one sweep at a time across replicas
+RETRY_AFTER_FAILURE_SECONDS = 60.0  # a sweep that hit an outage tries again this soon
+
+RECONCILED = Counter(
+    "reconcile_objects_total", "Unseen objects the reconcile sweep ingested, by outcome", ["outcome"]
+)
+SWEEPS = Counter("reconcile_sweeps_total", "Reconcile sweeps by result", ["result"])
+
+
+@dataclass(slots=True)
+class SweepResult:
+    listed: int = 0  # current object versions under the prefixes, old enough to judge
+    outcomes: Tally[str] = field(default_factory=Tally)  # ingest outcome -> objects, for the unseen ones
+
+    @property
+    def unseen(self) -> int:
+        return sum(self.outcomes.values())
+
+
+class SweepBusy(Exception):
+    """Another replica is sweeping right now."""
+
+
+class Reconciler:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        ingestor: Ingestor,
+        s3_for: Callable[[str], Any],
+        settings: Settings,
+    ) -> None:
+        self._pool = pool
+        self._ingestor = ingestor
+        self._s3_for = s3_for
+        self._settings = settings
+
+    async def sweep(
+        self,
+        sources: list[tuple[str, str]] | None = None,
+        *,
+        min_age_seconds: int | None = None,
+        on_object: Callable[[str], None] | None = None,
+    ) -> SweepResult:
+        """Ingest the unseen objects under `sources` ((bucket, prefix) pairs; default: the settings).
+
+        `on_object` is called with each unseen object's outcome (the CLI's progress). Raises SweepBusy
+        when another replica holds the sweep, Transient when S3 or the database is out.
+        """
+        settings = self._settings
+        age = settings.reconcile_min_age_seconds if min_age_seconds is None else min_age_seconds
+        cutoff = datetime.now(UTC) - timedelta(seconds=age)
+        result = SweepResult()
+        async with db.exclusive(self._pool, RECONCILE_LOCK_KEY) as mine:
+            if not mine:
+                raise SweepBusy
+            for bucket, prefix in sources or settings.reconcile_sources:
+                async for refs in self._current_versions(bucket, prefix, cutoff):
+                    result.listed += len(refs)
+                    for ref in await self._unseen(bucket, refs):
+                        outcome = await self._ingestor.ingest(ref, "reconcile")
+                        result.outcomes[outcome.status] += 1
+                        RECONCILED.labels(outcome.status).inc()
+                        if on_object is not None:
+                            on_object(outcome.status)
+        if result.unseen:
+            logger.info("reconcile sweep ingested unseen objects", extra=dict(result.outcomes))
+        return result
+
+    async def _current_versions(
+        self, bucket: str, prefix: str, cutoff: datetime
+    ) -> AsyncIterator[list[ObjectRef]]:
+        """Pages of the current version of each object under the prefix, as of `cutoff`."""
+        excluded = tuple(self._settings.ingest_exclude_prefixes)
+        paginator = self._s3_for(bucket).get_paginator("list_object_versions")
+        try:
+            async for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+                yield [
+                    ObjectRef(
+                        bucket,
+                        version["Key"],
+                        # "null": an object written while the bucket was unversioned; the log then
+                        # knows it by its ETag, as the event path does.
+                        None if version.get("VersionId") in (None, "null") else version["VersionId"],
+                        version["ETag"].strip('"'),
+                        version["Size"],
+                    )
+                    for version in page.get("Versions", [])
+                    if version.get("IsLatest")
+                    and version["LastModified"] <= cutoff
+                    and not version["Key"].startswith(excluded)
+                    and not version["Key"].endswith("/")  # a console "folder"
+                ]
+        except Exception as exc:
+            if _is_transient_listing_failure(exc):
+                raise Transient(f"listing s3://{bucket}/{prefix}: {type(exc).__name__}") from exc
+            raise
+
+    async def _unseen(self, bucket: str, refs: list[ObjectRef]) -> list[ObjectRef]:
+        if not refs:
+            return []
+        async with self._pool.acquire(timeout=db.POOL_ACQUIRE_TIMEOUT_SECONDS) as conn:
+            unseen = await conn.fetch(
+                """
+                SELECT t.position
+                FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS t(key, version, position)
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM file_processing_log AS log
+                    WHERE log.bucket = $1 AND log.key = t.key AND log.object_version = t.version
+                      AND log.status <> 'pending'
+                )
+                ORDER BY t.position
+                """,
+                bucket,
+                [ref.key for ref in refs],
+                [ref.version_id or ref.etag or "" for ref in refs],
+            )
+        return [refs[row["position"] - 1] for row in unseen]
+
+
+def _is_transient_listing_failure(exc: Exception) -> bool:
+    if isinstance(exc, ClientError):
+        return aws.is_transient(exc)
+    return isinstance(exc, BotoCoreError | HttpError | OSError)
+
+
+class ReconcileLoop:
+    """Sweeps every RECONCILE_INTERVAL_SECONDS in the background, starting at start-up."""
+
+    def __init__(self, reconciler: Reconciler, interval_seconds: float) -> None:
+        self._reconciler = reconciler
+        self._interval = interval_seconds
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="reconcile")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            delay = self._interval
+            try:
+                await self._reconciler.sweep()
+                SWEEPS.labels("completed").inc()
+            except SweepBusy:
+                SWEEPS.labels("busy").inc()
+            except Exception as exc:  # the loop must outlive an outage; the next turn retries
+                SWEEPS.labels("failed").inc()
+                reason = aws.error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+                logger.warning("reconcile sweep failed", extra={"reason": reason})
+                delay = min(self._interval, RETRY_AFTER_FAILURE_SECONDS)
+            await asyncio.sleep(delay)

@@ -1,0 +1,148 @@
+"""The reconcile sweep: objects dropped without any event are ingested once, by one replica at a time."""
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+from fastapi import FastAPI
+
+from app.core import db as database
+from app.core.config import Settings
+from app.ingestion import repository
+from app.ingestion.envelopes import ObjectRef
+from app.ingestion.loader import WORKER_ID, Claimed
+from app.ingestion.reconcile import RECONCILE_LOCK_KEY, SweepBusy
+from app.main import create_app
+from tests.helpers import api_only
+from tests.ingestion.helpers import wait_for_file
+
+
+def jsonl(*records: dict[str, Any]) -> bytes:
+    return b"".join(json.dumps(record).encode() + b"\n" for record in records)
+
+
+async def log_rows(db_conn: asyncpg.Connection, bucket: str) -> list[asyncpg.Record]:
+    return await db_conn.fetch(
+        "SELECT key, status, trigger, rows_inserted FROM file_processing_log WHERE bucket = $1 ORDER BY key",
+        bucket,
+    )
+
+
+async def test_sweep_ingests_unseen_objects_under_the_prefix_once(
+    app: FastAPI, db: asyncpg.Connection, s3: Any, quiet_bucket: str
+) -> None:
+    s3.put_object(Bucket=quiet_bucket, Key="drop/a.jsonl", Body=jsonl({"n": 1}, {"n": 2}))
+    s3.put_object(Bucket=quiet_bucket, Key="drop/deeper/b.csv", Body=b"n,m\n1,2\n")
+    s3.put_object(Bucket=quiet_bucket, Key="elsewhere/c.jsonl", Body=jsonl({"n": 3}))
+    s3.put_object(Bucket=quiet_bucket, Key="drop/reports/", Body=b"")  # a console "folder"
+    reconciler = app.state.reconciler
+
+    first = await reconciler.sweep([(quiet_bucket, "drop/")], min_age_seconds=0)
+
+    assert first.listed == 2
+    assert dict(first.outcomes) == {"completed": 2}
+    assert [tuple(row) for row in await log_rows(db, quiet_bucket)] == [
+        ("drop/a.jsonl", "completed", "reconcile", 2),
+        ("drop/deeper/b.csv", "completed", "reconcile", 1),
+    ]
+
+    # Nothing new: the next sweep lists the same objects and ingests none of them.
+    second = await reconciler.sweep([(quiet_bucket, "drop/")], min_age_seconds=0)
+    assert (second.listed, second.unseen) == (2, 0)
+
+    # A replaced object is a new version the log has not seen.
+    s3.put_object(Bucket=quiet_bucket, Key="drop/a.jsonl", Body=jsonl({"n": 1}, {"n": 2}, {"n": 9}))
+    third = await reconciler.sweep([(quiet_bucket, "drop/")], min_age_seconds=0)
+    assert dict(third.outcomes) == {"completed": 1}
+    rows = await db.fetch(
+        "SELECT rows_inserted FROM file_processing_log WHERE bucket = $1 AND key = $2 ORDER BY id",
+        quiet_bucket,
+        "drop/a.jsonl",
+    )
+    assert [row["rows_inserted"] for row in rows] == [2, 1]  # only the new record is loaded
+
+
+async def test_sweep_leaves_young_objects_to_their_event(
+    app: FastAPI, db: asyncpg.Connection, s3: Any, quiet_bucket: str
+) -> None:
+    s3.put_object(Bucket=quiet_bucket, Key="young/a.jsonl", Body=jsonl({"n": 1}))
+
+    result = await app.state.reconciler.sweep([(quiet_bucket, "young/")], min_age_seconds=3600)
+
+    assert (result.listed, result.unseen) == (0, 0)
+    assert await log_rows(db, quiet_bucket) == []
+
+
+async def test_sweep_skips_excluded_prefixes(
+    app: FastAPI, db: asyncpg.Connection, s3: Any, quiet_bucket: str
+) -> None:
+    s3.put_object(Bucket=quiet_bucket, Key="reports/2026-01-01/ingestion-report.json", Body=b"{}")
+
+    result = await app.state.reconciler.sweep([(quiet_bucket, "")], min_age_seconds=0)
+
+    assert result.unseen == 0
+    assert await log_rows(db, quiet_bucket) == []
+
+
+async def test_sweep_finishes_a_released_claim_that_no_message_will_bring_back(
+    app: FastAPI, db: asyncpg.Connection, s3: Any, quiet_bucket: str
+) -> None:
+    s3.put_object(Bucket=quiet_bucket, Key="cut/a.jsonl", Body=jsonl({"n": 1}))
+    claimed = await app.state.ingestor.claim(ObjectRef(quiet_bucket, "cut/a.jsonl", None, None, None), "api")
+    assert isinstance(claimed, Claimed)
+    async with app.state.pool.acquire() as conn:  # what a shutdown mid-load leaves behind
+        await repository.release(conn, claimed.file_id, WORKER_ID)
+
+    result = await app.state.reconciler.sweep([(quiet_bucket, "cut/")], min_age_seconds=0)
+
+    assert dict(result.outcomes) == {"completed": 1}
+    row = await db.fetchrow(
+        "SELECT id, status, attempts FROM file_processing_log WHERE bucket = $1", quiet_bucket
+    )
+    assert (row["id"], row["status"], row["attempts"]) == (claimed.file_id, "completed", 2)
+
+
+async def test_one_sweep_at_a_time_across_replicas(
+    app: FastAPI, settings: Settings, db: asyncpg.Connection, s3: Any, quiet_bucket: str
+) -> None:
+    s3.put_object(Bucket=quiet_bucket, Key="busy/a.jsonl", Body=jsonl({"n": 1}))
+    other_replica = await database.create_pool(settings)
+    try:
+        async with database.exclusive(other_replica, RECONCILE_LOCK_KEY) as held:
+            assert held
+            with pytest.raises(SweepBusy):
+                await app.state.reconciler.sweep([(quiet_bucket, "busy/")], min_age_seconds=0)
+            assert await log_rows(db, quiet_bucket) == []
+        # Once the other replica's sweep is over, this one runs.
+        result = await app.state.reconciler.sweep([(quiet_bucket, "busy/")], min_age_seconds=0)
+        assert dict(result.outcomes) == {"completed": 1}
+    finally:
+        await other_replica.close()
+
+
+@pytest.fixture
+async def sweeping_app(settings: Settings, quiet_bucket: str) -> AsyncIterator[FastAPI]:
+    """A replica whose background sweep lists the quiet bucket every second."""
+    application = create_app(
+        api_only(settings).model_copy(
+            update={
+                "reconcile_interval_seconds": 1,
+                "reconcile_prefixes": [f"s3://{quiet_bucket}/loop/"],
+                "reconcile_min_age_seconds": 0,
+            }
+        )
+    )
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+async def test_background_sweep_picks_up_an_object_dropped_without_any_event(
+    sweeping_app: FastAPI, db: asyncpg.Connection, s3: Any, quiet_bucket: str
+) -> None:
+    s3.put_object(Bucket=quiet_bucket, Key="loop/lost-event.jsonl", Body=jsonl({"n": 1}, {"n": 2}))
+
+    row = await wait_for_file(db, quiet_bucket, "loop/lost-event.jsonl")
+
+    assert (row["status"], row["trigger"], row["rows_inserted"]) == ("completed", "reconcile", 2)
