@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format clean constraints bench bench-quick check-infra
+.PHONY: run test lint format clean constraints bench bench-quick check-infra browser
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=python3.11)")'
@@ -26,6 +26,11 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(PY) -m bench.upload_memory
 	$(PY) -m bench.ingest --megabytes 100
+
+# Headless Chromium for the test that opens the daily report page (Debian/Ubuntu, as root; CI runs it).
+browser:
+	command -v chromium >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -111,3 +111,58 @@ async def test_redrive_command_moves_dead_letters(
     assert result.returncode == 0, result.stderr
     moved = int(result.stdout.split()[0].removeprefix("moved="))
     assert moved >= 1
+
+
+async def test_ingest_shows_a_progress_bar_when_asked(
+    app: Any, tmp_path: Path, service_env: dict[str, str], s3: Any
+) -> None:
+    bucket = f"cli-{secrets.token_hex(4)}"
+    s3.create_bucket(Bucket=bucket)
+    body = b"".join(b'{"n": %d}\n' % n for n in range(50_000))
+    s3.put_object(Bucket=bucket, Key="big.jsonl", Body=body)
+    env = {**service_env, "SQS_CONSUMER_ENABLED": "false"}
+
+    shown = run_cli(["ingest", f"s3://{bucket}/big.jsonl", "--progress"], env, tmp_path)
+
+    assert shown.returncode == 0, shown.stderr
+    assert "100%" in shown.stderr and "big.jsonl" in shown.stderr
+    assert "rows_inserted=50000" in shown.stdout
+    # Not a terminal and not asked: scripts get no bar.
+    quiet = run_cli(["ingest", f"s3://{bucket}/big.jsonl"], env, tmp_path)
+    assert quiet.stdout.startswith("duplicate") and quiet.stderr == ""
+
+
+async def test_reconcile_command_ingests_what_no_event_announced(
+    app: Any, tmp_path: Path, service_env: dict[str, str], s3: Any, db: asyncpg.Connection
+) -> None:
+    bucket = f"cli-{secrets.token_hex(4)}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="lost/a.jsonl", Body=b'{"a": 1}\n')
+    s3.put_object(Bucket=bucket, Key="lost/b.jsonl", Body=b"{oops\n")
+    env = {**service_env, "SQS_CONSUMER_ENABLED": "false"}
+
+    swept = run_cli(["reconcile", f"s3://{bucket}/lost/", "--min-age", "0"], env, tmp_path)
+
+    assert swept.returncode == 1, swept.stderr  # one of the files failed
+    assert swept.stdout.strip() == "listed=2 unseen=2 completed=1 failed=1"
+    rows = await db.fetch("SELECT status, trigger FROM file_processing_log WHERE bucket = $1", bucket)
+    assert sorted(tuple(row) for row in rows) == [("completed", "reconcile"), ("failed", "reconcile")]
+    again = run_cli(["reconcile", f"s3://{bucket}/lost/", "--min-age", "0"], env, tmp_path)
+    assert (again.returncode, again.stdout.strip()) == (0, "listed=2 unseen=0")
+    bad = run_cli(["reconcile", "s3://Not_A_Bucket/x"], env, tmp_path)
+    assert bad.returncode == 2
+    assert "expected s3://bucket/prefix" in bad.stderr
+
+
+async def test_report_publish_writes_the_report_to_s3(
+    app: Any, tmp_path: Path, service_env: dict[str, str], s3: Any, bucket: str
+) -> None:
+    env = {**service_env, "SQS_CONSUMER_ENABLED": "false"}
+
+    published = run_cli(["report", "--date", "1998-07-01", "--publish"], env, tmp_path)
+
+    assert published.returncode == 0, published.stderr
+    assert '"files": 0' in published.stdout
+    assert f"s3://{bucket}/reports/1998-07-01/ingestion-report.html" in published.stderr
+    stored = s3.get_object(Bucket=bucket, Key="reports/1998-07-01/ingestion-report.json")
+    assert b'"date": "1998-07-01"' in stored["Body"].read()
