@@ -76,11 +76,8 @@ def database_url(new_database: Callable[[], str]) -> str:
 
 @pytest.fixture(scope="session")
 def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = start_moto(log_path=tmp_path_factory.mktemp("moto") / "moto.log")
-    try:
+    with start_moto(log_path=tmp_path_factory.mktemp("moto") / "moto.log") as server:
         yield server.endpoint_url
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,6 @@ likely still on its way; a `pending` row (a released claim that may have no mess
 unseen, so the sweep finishes what a shutdown interrupted.
 """
 
-import asyncio
-import contextlib
 import logging
 from collections import Counter as Tally
 from collections.abc import AsyncIterator, Callable
@@ -23,6 +21,7 @@ from prometheus_client import Counter
 
 from app.core import aws, db
 from app.core.config import Settings
+from app.core.jobs import BackgroundJob
 from app.ingestion.envelopes import ObjectRef
 from app.ingestion.loader import Ingestor, Transient
 
@@ -153,34 +152,25 @@ def _is_transient_listing_failure(exc: Exception) -> bool:
     return isinstance(exc, BotoCoreError | HttpError | OSError)
 
 
-class ReconcileLoop:
+class ReconcileLoop(BackgroundJob):
     """Sweeps every RECONCILE_INTERVAL_SECONDS in the background, starting at start-up."""
 
+    name = "reconcile sweep"
+
     def __init__(self, reconciler: Reconciler, interval_seconds: float) -> None:
+        super().__init__()
         self._reconciler = reconciler
         self._interval = interval_seconds
-        self._task: asyncio.Task[None] | None = None
+        self.retry_after_failure_seconds = min(interval_seconds, RETRY_AFTER_FAILURE_SECONDS)
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="reconcile")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            delay = self._interval
-            try:
-                await self._reconciler.sweep()
-                SWEEPS.labels("completed").inc()
-            except SweepBusy:
-                SWEEPS.labels("busy").inc()
-            except Exception as exc:  # the loop must outlive an outage; the next turn retries
-                SWEEPS.labels("failed").inc()
-                reason = aws.error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
-                logger.warning("reconcile sweep failed", extra={"reason": reason})
-                delay = min(self._interval, RETRY_AFTER_FAILURE_SECONDS)
-            await asyncio.sleep(delay)
+    async def turn(self) -> float:
+        try:
+            await self._reconciler.sweep()
+        except SweepBusy:
+            SWEEPS.labels("busy").inc()
+        except Exception:
+            SWEEPS.labels("failed").inc()
+            raise
+        else:
+            SWEEPS.labels("completed").inc()
+        return self._interval

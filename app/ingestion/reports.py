@@ -8,8 +8,6 @@ The report for day D is due at D+1 HH:MM (the day is over); a service that was d
 when it comes back.
 """
 
-import asyncio
-import contextlib
 import html
 import json
 import logging
@@ -19,10 +17,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import asyncpg
-from botocore.exceptions import ClientError
 
-from app.core import aws, db
+from app.core import db
 from app.core.config import Settings
+from app.core.jobs import BackgroundJob
 from app.ingestion import repository
 from app.ingestion.schemas import DailyReport
 from app.notifications.events import EVENT_DAILY_REPORT, SERVICE_SOURCE
@@ -169,8 +167,11 @@ async def publish(pool: asyncpg.Pool, s3: Any, sns: Any, settings: Settings, day
     return PublishedReport(report, json_key, html_key, response["MessageId"])
 
 
-class DailyReportJob:
+class DailyReportJob(BackgroundJob):
     """Writes the report of the day that is due, once across replicas, and sleeps until the next one."""
+
+    name = "daily report"
+    retry_after_failure_seconds = RETRY_AFTER_FAILURE_SECONDS
 
     def __init__(
         self,
@@ -182,13 +183,13 @@ class DailyReportJob:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        super().__init__()
         self._pool = pool
         self._s3 = s3
         self._sns = sns
         self._settings = settings
         self._at = at
         self._clock = clock
-        self._task: asyncio.Task[None] | None = None
 
     async def run_due(self) -> PublishedReport | None:
         """Write the due day's report unless it exists or another replica is writing it right now."""
@@ -201,22 +202,6 @@ class DailyReportJob:
                     return None
             return await publish(self._pool, self._s3, self._sns, self._settings, day)
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="daily-report")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.run_due()
-                delay = min(seconds_until_next_run(self._clock(), self._at), MAX_SLEEP_SECONDS)
-            except Exception as exc:  # the job must outlive an outage; it tries again soon
-                reason = aws.error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
-                logger.warning("daily report failed", extra={"reason": reason})
-                delay = RETRY_AFTER_FAILURE_SECONDS
-            await asyncio.sleep(delay)
+    async def turn(self) -> float:
+        await self.run_due()
+        return min(seconds_until_next_run(self._clock(), self._at), MAX_SLEEP_SECONDS)

@@ -79,11 +79,8 @@ def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     The tests read moto's record of AssumeRole calls from /moto-api/data.json, which fails on the
     suite's shared server (500, MissingBucket) once another test has deleted a bucket that held keys.
     """
-    server = start_moto(log_path=tmp_path_factory.mktemp("cross-account-moto") / "moto.log")
-    try:
+    with start_moto(log_path=tmp_path_factory.mktemp("cross-account-moto") / "moto.log") as server:
         yield server.endpoint_url
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

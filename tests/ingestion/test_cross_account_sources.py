@@ -23,11 +23,8 @@ ROLE_ARN = f"arn:aws:iam::111122223333:role/reader-{secrets.token_hex(4)}"
 
 @pytest.fixture(scope="module")
 def own_moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = start_moto(log_path=tmp_path_factory.mktemp("sources-moto") / "moto.log")
-    try:
+    with start_moto(log_path=tmp_path_factory.mktemp("sources-moto") / "moto.log") as server:
         yield server.endpoint_url
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from app.ingestion.loader import WORKER_ID, Claimed
 from app.ingestion.reconcile import RECONCILE_LOCK_KEY, SweepBusy
 from app.main import create_app
 from tests.helpers import api_only
-from tests.ingestion.helpers import wait_for_file
+from tests.ingestion.helpers import metric, wait_for_file, wait_for_metric
 
 
 def jsonl(*records: dict[str, Any]) -> bytes:
@@ -146,3 +146,15 @@ async def test_background_sweep_picks_up_an_object_dropped_without_any_event(
     row = await wait_for_file(db, quiet_bucket, "loop/lost-event.jsonl")
 
     assert (row["status"], row["trigger"], row["rows_inserted"]) == ("completed", "reconcile", 2)
+
+
+async def test_background_sweep_outlives_a_failing_turn(settings: Settings) -> None:
+    failed_before = metric("reconcile_sweeps_total", {"result": "failed"})
+    application = create_app(
+        api_only(settings).model_copy(
+            update={"reconcile_interval_seconds": 1, "reconcile_prefixes": ["s3://no-such-bucket-here/"]}
+        )
+    )
+    async with application.router.lifespan_context(application):
+        # NoSuchBucket on every turn: the loop logs it and keeps going, a turn a second.
+        await wait_for_metric("reconcile_sweeps_total", {"result": "failed"}, above=failed_before + 1)
