@@ -139,4 +139,4 @@ async def test_database_outage_is_503_problem_then_recovers(settings: Settings) 
             await proxy.restore()
             assert (await http.get(path, headers=bearer())).status_code == 404
             assert (await http.get("/ready")).status_code == 200
-        await proxy.cut()
+        await proxy.stop()

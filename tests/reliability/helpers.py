@@ -1,0 +1,128 @@
+"""What the reliability tests share: an isolated set of AWS resources, file contents, and the checks that
+prove exactly-once ingestion."""
+
+import json
+import secrets
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from devtools.bootstrap import bootstrap_aws
+from tests.aws import AWS_REGION
+from tests.ingestion.helpers import wait_until
+
+
+def isolated_env(moto_url: str, service_env: dict[str, str]) -> dict[str, str]:
+    """A bucket, topic and queue (+ DLQ, notification) of the test's own, so no other consumer competes;
+    short timeouts so that faults resolve within a test."""
+    name = f"rel-{secrets.token_hex(4)}"
+    resources = bootstrap_aws(
+        moto_url, AWS_REGION, bucket=name, topic=name, queue=name, dlq=f"{name}-dlq", visibility_timeout=10
+    )
+    return {
+        **service_env,
+        **resources,
+        "SQS_WAIT_TIME_SECONDS": "1",
+        "SQS_VISIBILITY_TIMEOUT_SECONDS": "10",
+        "SQS_BACKOFF_BASE_SECONDS": "1",
+        "SQS_BACKOFF_MAX_SECONDS": "4",
+        "INGEST_LEASE_SECONDS": "10",
+        "SHUTDOWN_GRACE_SECONDS": "5",
+    }
+
+
+def service_env_of(env: dict[str, str]) -> dict[str, str]:
+    """The environment of a service process: everything but the test-only DLQ url."""
+    return {name: value for name, value in env.items() if name != "SQS_DLQ_URL"}
+
+
+def jsonl(file_number: int, rows: int) -> bytes:
+    return b"".join(
+        json.dumps({"file": file_number, "row": row, "pad": "x" * 40}).encode() + b"\n" for row in range(rows)
+    )
+
+
+async def file_statuses(db: asyncpg.Connection, bucket: str) -> list[asyncpg.Record]:
+    return await db.fetch(
+        "SELECT key, status, attempts, rows_inserted FROM file_processing_log WHERE bucket = $1", bucket
+    )
+
+
+async def wait_for_status(
+    db: asyncpg.Connection, bucket: str, status: str, deadline_seconds: float
+) -> asyncpg.Record:
+    """The bucket's (single) file once it has `status`."""
+
+    async def found() -> asyncpg.Record | None:
+        return await db.fetchrow(
+            "SELECT * FROM file_processing_log WHERE bucket = $1 AND status = $2", bucket, status
+        )
+
+    return await wait_until(found, deadline_seconds=deadline_seconds)
+
+
+async def wait_all_completed(
+    db: asyncpg.Connection, bucket: str, files: int, deadline_seconds: float
+) -> None:
+    async def all_completed() -> bool:
+        statuses = await file_statuses(db, bucket)
+        return len(statuses) == files and all(row["status"] == "completed" for row in statuses)
+
+    try:
+        await wait_until(all_completed, deadline_seconds=deadline_seconds)
+    except AssertionError:
+        raise AssertionError(
+            f"not all completed: {[tuple(r) for r in await file_statuses(db, bucket)]}"
+        ) from None
+
+
+async def assert_exactly_once(
+    db: asyncpg.Connection, sqs: Any, env: dict[str, str], rows_by_file: dict[int, int]
+) -> None:
+    """Each file completed once with every row stored once, and nothing dead-lettered."""
+    bucket = env["S3_BUCKET_NAME"]
+    statuses = await file_statuses(db, bucket)
+    assert len(statuses) == len(rows_by_file)
+    assert {row["status"] for row in statuses} == {"completed"}
+    stored = await db.fetch(
+        "SELECT (data->>'file')::int AS f, count(*) AS n, count(DISTINCT data->>'row') AS d "
+        "FROM processed_data WHERE bucket = $1 GROUP BY 1",
+        bucket,
+    )
+    assert {row["f"]: (row["n"], row["d"]) for row in stored} == {
+        number: (rows, rows) for number, rows in rows_by_file.items()
+    }
+    assert queue_depth(sqs, env["SQS_DLQ_URL"]) == 0
+
+
+def errors_logged(log_path: Path) -> list[str]:
+    """ERROR and CRITICAL lines of a service's JSON log (an outage is WARNING: expected, handled)."""
+    return [
+        line
+        for line in log_path.read_text().splitlines()
+        if line.startswith("{") and json.loads(line)["level"] in ("ERROR", "CRITICAL")
+    ]
+
+
+def queue_depth(sqs: Any, url: str) -> int:
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(
+        attributes["ApproximateNumberOfMessagesNotVisible"]
+    )
+
+
+async def scrape(url: str) -> dict[str, float]:
+    """A service process's /metrics, as {name{labels}: value}."""
+    async with httpx.AsyncClient(timeout=5) as http:
+        text = (await http.get(f"{url}/metrics")).text
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return samples

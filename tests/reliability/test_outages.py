@@ -1,0 +1,190 @@
+"""Outages and latency of PostgreSQL and of S3/SQS (moto), through a fault proxy in front of each, while a
+real service process ingests files and answers API traffic."""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.faults import TcpProxy
+from tests.helpers import ServiceProcess, bearer, unique_id
+from tests.reliability.helpers import (
+    assert_exactly_once,
+    errors_logged,
+    isolated_env,
+    jsonl,
+    queue_depth,
+    scrape,
+    service_env_of,
+    wait_all_completed,
+)
+
+Spawn = Callable[[dict[str, str]], ServiceProcess]
+OUTAGE_SECONDS = 10
+# A request during an outage must be answered (503) within this, not hang: the pool's acquire timeout
+# plus the connect timeout, with room for a loaded machine.
+ANSWER_WITHIN_SECONDS = 15
+
+
+@pytest.fixture
+def env(moto_url: str, service_env: dict[str, str]) -> dict[str, str]:
+    return isolated_env(moto_url, service_env)
+
+
+@pytest.fixture
+async def db_proxy(env: dict[str, str]) -> AsyncIterator[tuple[TcpProxy, str]]:
+    proxy, proxied = await TcpProxy.in_front_of(env["DATABASE_URL"])
+    yield proxy, proxied
+    await proxy.stop()
+
+
+@pytest.fixture
+async def aws_proxy(env: dict[str, str]) -> AsyncIterator[tuple[TcpProxy, str]]:
+    proxy, proxied = await TcpProxy.in_front_of(env["AWS_ENDPOINT_URL"])
+    yield proxy, proxied
+    await proxy.stop()
+
+
+class Traffic:
+    """API requests every 200 ms while it runs, recording (status, seconds, content-type) of each."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.answers: list[tuple[int, float, str]] = []
+        self.ready: list[int] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> "Traffic":
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        path = f"/users/{unique_id()}/personal"
+        async with httpx.AsyncClient(base_url=self.url, timeout=60) as http:
+            while True:
+                started = time.monotonic()
+                response = await http.get(path, headers=bearer())
+                self.answers.append(
+                    (
+                        response.status_code,
+                        time.monotonic() - started,
+                        response.headers.get("content-type", ""),
+                    )
+                )
+                self.ready.append((await http.get("/ready")).status_code)
+                await asyncio.sleep(0.2)
+
+
+async def test_database_outage_during_ingestion_and_api_traffic(
+    env: dict[str, str],
+    db_proxy: tuple[TcpProxy, str],
+    spawn_service: Spawn,
+    s3: Any,
+    sqs: Any,
+    db: asyncpg.Connection,
+) -> None:
+    proxy, proxied = db_proxy
+    service = spawn_service({**service_env_of(env), "DATABASE_URL": proxied})
+    await service.await_healthy()
+    rows_by_file = dict.fromkeys(range(20), 3_000)
+    async with Traffic(service.url) as traffic:
+        for number, rows in rows_by_file.items():
+            s3.put_object(
+                Bucket=env["S3_BUCKET_NAME"], Key=f"db/{number:02d}.jsonl", Body=jsonl(number, rows)
+            )
+        await asyncio.sleep(0.5)  # ingestion under way: take the database away mid-flight
+        await proxy.cut()
+        during = len(traffic.answers)
+        await asyncio.sleep(OUTAGE_SECONDS)
+        outage = traffic.answers[during:]
+        outage_ready = traffic.ready[during:]
+        await proxy.restore()
+        await wait_all_completed(db, env["S3_BUCKET_NAME"], len(rows_by_file), deadline_seconds=120)
+        after = len(traffic.answers)
+        await asyncio.sleep(1)
+
+    assert outage, "the API must keep answering during the outage"
+    assert {status for status, _, _ in outage} <= {404, 503}  # 404: answered just before the cut
+    assert 503 in {status for status, _, _ in outage}
+    assert all(seconds < ANSWER_WITHIN_SECONDS for _, seconds, _ in outage)
+    assert all(kind == "application/problem+json" for status, _, kind in outage if status == 503)
+    assert 503 in outage_ready
+    assert traffic.ready[-1] == 200
+    assert {status for status, _, _ in traffic.answers[after:]} == {404}  # healthy again
+    await assert_exactly_once(db, sqs, env, rows_by_file)
+    assert errors_logged(service.log_path) == []
+
+
+async def test_s3_and_sqs_outage_backs_off_and_loses_nothing(
+    env: dict[str, str],
+    aws_proxy: tuple[TcpProxy, str],
+    spawn_service: Spawn,
+    s3: Any,
+    sqs: Any,
+    db: asyncpg.Connection,
+) -> None:
+    proxy, proxied = aws_proxy
+    service = spawn_service({**service_env_of(env), "AWS_ENDPOINT_URL": proxied})
+    await service.await_healthy()
+    rows_by_file = dict.fromkeys(range(20), 2_000)
+    for number, rows in rows_by_file.items():
+        s3.put_object(Bucket=env["S3_BUCKET_NAME"], Key=f"aws/{number:02d}.jsonl", Body=jsonl(number, rows))
+    await asyncio.sleep(0.5)
+    await proxy.cut()
+    async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
+        ready = [(await http.get("/ready")).status_code]
+        refused_before = proxy.refused
+        await asyncio.sleep(OUTAGE_SECONDS)
+        attempts = proxy.refused - refused_before  # what the consumer tried while AWS was gone
+        await proxy.restore()
+        await wait_all_completed(db, env["S3_BUCKET_NAME"], len(rows_by_file), deadline_seconds=120)
+        ready.append((await http.get("/ready")).status_code)
+
+    print(f"connection attempts to AWS during a {OUTAGE_SECONDS}s outage: {attempts}")  # noqa: T201
+    # Backing off, not spinning: in-flight files give up (3 tries each), then one probe per backoff
+    # step (1, 2, 4, 4 s here); a hot loop would make thousands.
+    assert attempts < 6 * OUTAGE_SECONDS
+    assert ready == [503, 200]
+    await assert_exactly_once(db, sqs, env, rows_by_file)
+    metrics = await scrape(service.url)
+    assert metrics.get("consumer_dead_lettered_total", 0) == 0
+    assert errors_logged(service.log_path) == []
+
+
+async def test_slow_s3_keeps_a_long_file_invisible_with_the_heartbeat(
+    env: dict[str, str],
+    aws_proxy: tuple[TcpProxy, str],
+    spawn_service: Spawn,
+    s3: Any,
+    sqs: Any,
+    db: asyncpg.Connection,
+) -> None:
+    """A file that takes longer than the visibility timeout (10 s) to stream: the heartbeat keeps its
+    message hidden, so no other receive sees it, and it is deleted once, after the commit."""
+    proxy, proxied = aws_proxy
+    service = spawn_service({**service_env_of(env), "AWS_ENDPOINT_URL": proxied})
+    await service.await_healthy()
+    received_before = (await scrape(service.url)).get("consumer_received_total", 0)
+    rows = 60_000  # ~5 MB: about 80 chunks of 64 KiB
+    proxy.latency = 0.2
+    started = time.monotonic()
+    s3.put_object(Bucket=env["S3_BUCKET_NAME"], Key="slow/long.jsonl", Body=jsonl(0, rows))
+    await wait_all_completed(db, env["S3_BUCKET_NAME"], 1, deadline_seconds=120)
+    took = time.monotonic() - started
+    await proxy.restore()
+
+    assert took > 10, f"the file must outlast the visibility timeout to test the heartbeat ({took:.1f}s)"
+    await assert_exactly_once(db, sqs, env, {0: rows})
+    metrics = await scrape(service.url)
+    assert metrics["consumer_received_total"] - received_before == 1  # never redelivered
+    assert metrics.get('ingest_files_total{outcome="busy"}', 0) == 0
+    assert queue_depth(sqs, env["SQS_QUEUE_URL"]) == 0
