@@ -1,0 +1,131 @@
+{{/* Names, labels and the checks every render runs. */}}
+
+{{- define "aws-s3-service.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The release's full name; 52 characters leave room for suffixes such as -migrate. */}}
+{{- define "aws-s3-service.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 52 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 52 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 52 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "aws-s3-service.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "aws-s3-service.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "aws-s3-service.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* The API pods only (the migration Job's pods are component=migrate). */}}
+{{- define "aws-s3-service.apiSelectorLabels" -}}
+{{ include "aws-s3-service.selectorLabels" . }}
+app.kubernetes.io/component: api
+{{- end }}
+
+{{- define "aws-s3-service.labels" -}}
+helm.sh/chart: {{ include "aws-s3-service.chart" . }}
+{{ include "aws-s3-service.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: aws-s3-service
+{{- end }}
+
+{{- define "aws-s3-service.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "aws-s3-service.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false (the IRSA-annotated account to run as)" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret holding DATABASE_URL / JWT_SECRET: yours (existingSecret) or the chart's. */}}
+{{- define "aws-s3-service.secretName" -}}
+{{- default (include "aws-s3-service.fullname" .) .Values.existingSecret }}
+{{- end }}
+
+{{- define "aws-s3-service.image" -}}
+{{- $repo := required "image.repository is required: the ECR repository URL (terraform output ecr_repository_url)" .Values.image.repository }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" $repo .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repo (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* The Service's cluster DNS name (the DestinationRule's and VirtualService's host). */}}
+{{- define "aws-s3-service.serviceHost" -}}
+{{- printf "%s.%s.svc.cluster.local" (include "aws-s3-service.fullname" .) .Release.Namespace }}
+{{- end }}
+
+{{/*
+An env value as the service reads it. Helm hands numbers over as float64, which print as 2.147483648e+09:
+whole numbers are printed as integers.
+*/}}
+{{- define "aws-s3-service.envValue" -}}
+{{- $v := . }}
+{{- if or (kindIs "float64" $v) (kindIs "float32" $v) }}
+{{- if eq (float64 (int64 $v)) (float64 $v) }}{{ int64 $v }}{{ else }}{{ $v }}{{ end }}
+{{- else }}
+{{- $v }}
+{{- end }}
+{{- end }}
+
+{{/*
+Cross-field checks JSON Schema cannot express. Rendering fails with one line naming the setting.
+*/}}
+{{- define "aws-s3-service.validate" -}}
+{{- $c := .Values.config }}
+{{- range $key := list "S3_BUCKET_NAME" "SNS_TOPIC_ARN" "SQS_QUEUE_URL" }}
+{{- if not (get $c $key) }}
+{{- fail (printf "config.%s is required (terraform outputs of the messaging module)" $key) }}
+{{- end }}
+{{- end }}
+{{- if and .Values.serviceAccount.create .Values.serviceAccount.requireRoleArn (not .Values.serviceAccount.roleArn) }}
+{{- fail "serviceAccount.roleArn is required: the IRSA role (terraform output irsa_role_arn); set serviceAccount.requireRoleArn=false only where pods get AWS credentials another way" }}
+{{- end }}
+{{- if not .Values.existingSecret }}
+{{- if not .Values.secrets.DATABASE_URL }}
+{{- fail "secrets.DATABASE_URL is required (or existingSecret: the name of a Secret with DATABASE_URL)" }}
+{{- end }}
+{{- if and (not .Values.secrets.JWT_SECRET) (not $c.JWT_JWKS_URL) }}
+{{- fail "set config.JWT_JWKS_URL (RS256, production) or secrets.JWT_SECRET (HS256)" }}
+{{- end }}
+{{- end }}
+{{- $grace := int $c.SHUTDOWN_GRACE_SECONDS }}
+{{- $preStop := int .Values.preStopSleepSeconds }}
+{{- $http := int .Values.server.gracefulTimeoutSeconds }}
+{{- $needed := add $preStop $http $grace }}
+{{- $tgps := int .Values.terminationGracePeriodSeconds }}
+{{- if le $tgps $needed }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must exceed preStopSleepSeconds (%d) + server.gracefulTimeoutSeconds (%d) + config.SHUTDOWN_GRACE_SECONDS (%d) = %d, or in-flight files are killed mid-load" $tgps $preStop $http $grace $needed) }}
+{{- end }}
+{{- if .Values.istio.enabled }}
+{{- $drain := int .Values.istio.sidecar.terminationDrainSeconds }}
+{{- if or (lt $drain $needed) (ge $drain $tgps) }}
+{{- fail (printf "istio.sidecar.terminationDrainSeconds (%d) must be at least %d (the app's shutdown needs the sidecar for PostgreSQL/S3/SQS) and below terminationGracePeriodSeconds (%d)" $drain $needed $tgps) }}
+{{- end }}
+{{- if and (not .Values.istio.gateway.create) (not .Values.istio.gateway.existing) }}
+{{- fail "istio.gateway.existing (namespace/name) is required when istio.gateway.create is false" }}
+{{- end }}
+{{- if and .Values.istio.gateway.create .Values.istio.gateway.tls.enabled (not .Values.istio.gateway.tls.credentialName) }}
+{{- fail "istio.gateway.tls.credentialName is required when TLS is on" }}
+{{- end }}
+{{- if and .Values.istio.authorizationPolicy.enabled (not .Values.istio.requestAuthentication.enabled) }}
+{{- fail "istio.authorizationPolicy needs istio.requestAuthentication.enabled (it admits requests with a valid JWT)" }}
+{{- end }}
+{{- end }}
+{{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) }}
+{{- fail "autoscaling.minReplicas must not exceed autoscaling.maxReplicas" }}
+{{- end }}
+{{- end }}

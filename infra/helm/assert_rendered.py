@@ -1,0 +1,347 @@
+"""Assertions on a rendered aws-s3-service chart (infra/helm/check.sh).
+
+    python assert_rendered.py RENDER_DIR --istio on|off -f values.yaml -f values-prod.yaml -f overrides.yaml
+
+RENDER_DIR is what `helmtool.py template` wrote (k8s/ and istio/). The values files, merged here in order
+the simple way (maps deeply, later files winning), say what the render should contain: the Deployment's
+resources, the HPA's bounds, the IRSA role, the Secret wiring. Everything else is read back from the
+rendered objects themselves: probes, security context, the shutdown timings, the Istio objects.
+"""
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
+ISTIO_PROXY_ANNOTATION = "proxy.istio.io/config"
+HOOK_EVENTS = {"pre-install", "pre-upgrade"}
+TMP_DIR = "/tmp"  # noqa: S108 - the container path that must be writable, not a file made here
+
+
+class Checker:
+    def __init__(self) -> None:
+        self.failures: list[str] = []
+        self.passed = 0
+
+    def check(self, condition: object, message: str) -> bool:
+        if condition:
+            self.passed += 1
+        else:
+            self.failures.append(message)
+        return bool(condition)
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_objects(render_dir: Path) -> list[dict[str, Any]]:
+    objects = []
+    for path in sorted(render_dir.glob("*/*.yaml")):
+        objects.extend(doc for doc in yaml.safe_load_all(path.read_text()) if doc)
+    return objects
+
+
+def of_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [obj for obj in objects if obj.get("kind") == kind]
+
+
+def arg_value(args: list[str], flag: str) -> str | None:
+    for index, arg in enumerate(args):
+        if arg.startswith(f"{flag}="):
+            return arg.split("=", 1)[1]
+        if arg == flag and index + 1 < len(args):
+            return args[index + 1]
+    return None
+
+
+def seconds(duration: str) -> float:
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    parts = re.findall(r"([0-9.]+)(ms|h|m|s)", duration)
+    return sum(float(number) * units[unit] for number, unit in parts)
+
+
+def check_deployment(c: Checker, objects: list[dict[str, Any]], values: dict[str, Any]) -> dict[str, Any]:
+    deployments = of_kind(objects, "Deployment")
+    if not c.check(len(deployments) == 1, f"expected one Deployment, found {len(deployments)}"):
+        return {}
+    deployment = deployments[0]
+    pod = deployment["spec"]["template"]
+    spec = pod["spec"]
+    containers = spec.get("containers", [])
+    app = next((item for item in containers if item.get("name") == "app"), None)
+    if not c.check(app is not None, "Deployment has no container named app"):
+        return {}
+
+    probes = {
+        "livenessProbe": "/health",
+        "readinessProbe": "/ready",
+        "startupProbe": "/health",
+    }
+    for probe, path in probes.items():
+        got = (app.get(probe) or {}).get("httpGet", {}).get("path")
+        c.check(got == path, f"{probe} must GET {path}, found {got!r}")
+
+    pod_sc = spec.get("securityContext") or {}
+    sc = app.get("securityContext") or {}
+    c.check(pod_sc.get("runAsNonRoot") is True, "pod securityContext.runAsNonRoot must be true")
+    c.check(pod_sc.get("runAsUser") == 1000, "pod securityContext.runAsUser must be 1000")
+    c.check(sc.get("runAsNonRoot") is True, "container securityContext.runAsNonRoot must be true")
+    c.check(sc.get("runAsUser") == 1000, "container securityContext.runAsUser must be 1000")
+    c.check(sc.get("readOnlyRootFilesystem") is True, "container readOnlyRootFilesystem must be true")
+    c.check(sc.get("allowPrivilegeEscalation") is False, "container allowPrivilegeEscalation must be false")
+    c.check((sc.get("capabilities") or {}).get("drop") == ["ALL"], "container must drop ALL capabilities")
+    seccomp = (sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}).get("type")
+    c.check(seccomp == "RuntimeDefault", f"seccompProfile must be RuntimeDefault, found {seccomp!r}")
+    c.check(spec.get("automountServiceAccountToken") is False, "pods must not mount a Kubernetes API token")
+
+    tmp_volumes = {v["name"] for v in spec.get("volumes", []) if "emptyDir" in v}
+    tmp_mounts = [m for m in app.get("volumeMounts", []) if m.get("mountPath") == TMP_DIR]
+    c.check(
+        tmp_mounts and tmp_mounts[0]["name"] in tmp_volumes,
+        f"{TMP_DIR} must be an emptyDir (read-only root fs)",
+    )
+
+    c.check(
+        app.get("resources") == values["resources"],
+        f"resources {app.get('resources')} differ from the values file's {values['resources']}",
+    )
+
+    annotations = pod.get("metadata", {}).get("annotations") or {}
+    c.check("checksum/config" in annotations, "pod template needs a checksum/config annotation")
+    if not values.get("existingSecret"):
+        c.check("checksum/secret" in annotations, "pod template needs a checksum/secret annotation")
+
+    c.check(
+        spec.get("topologySpreadConstraints") or spec.get("affinity"), "pods need spread or anti-affinity"
+    )
+    return deployment
+
+
+def check_shutdown(c: Checker, objects: list[dict[str, Any]], deployment: dict[str, Any]) -> None:
+    spec = deployment["spec"]["template"]["spec"]
+    app = next(item for item in spec["containers"] if item["name"] == "app")
+    command = ((app.get("lifecycle") or {}).get("preStop") or {}).get("exec", {}).get("command") or []
+    if not c.check(
+        len(command) == 2 and command[0] == "sleep", f"preStop must exec sleep N, found {command}"
+    ):
+        return
+    pre_stop = int(command[1])
+    http_grace = int(arg_value(app.get("command", []) + app.get("args", []), "--graceful-timeout") or 0)
+    config = {}
+    for configmap in of_kind(objects, "ConfigMap"):
+        config.update(configmap.get("data") or {})
+    consumer_grace = float(config.get("SHUTDOWN_GRACE_SECONDS", 20))
+    grace = spec.get("terminationGracePeriodSeconds", 30)
+    needed = pre_stop + http_grace + consumer_grace
+    c.check(
+        grace > pre_stop + consumer_grace,
+        f"terminationGracePeriodSeconds {grace} must exceed preStop {pre_stop}"
+        f" + consumer grace {consumer_grace}",
+    )
+    c.check(
+        grace > needed,
+        f"terminationGracePeriodSeconds {grace} must exceed preStop {pre_stop} + HTTP drain {http_grace}"
+        f" + consumer grace {consumer_grace} = {needed}",
+    )
+
+
+def check_wiring(c: Checker, objects: list[dict[str, Any]], deployment: dict[str, Any], values: dict) -> None:
+    pod = deployment["spec"]["template"]
+    spec = pod["spec"]
+    app = next(item for item in spec["containers"] if item["name"] == "app")
+
+    accounts = of_kind(objects, "ServiceAccount")
+    if c.check(len(accounts) == 1, f"expected one ServiceAccount, found {len(accounts)}"):
+        account = accounts[0]
+        role = (account["metadata"].get("annotations") or {}).get(IRSA_ANNOTATION)
+        c.check(
+            role and role == values["serviceAccount"]["roleArn"],
+            f"ServiceAccount {IRSA_ANNOTATION}: {role!r}",
+        )
+        c.check(
+            spec.get("serviceAccountName") == account["metadata"]["name"], "pods must use the IRSA account"
+        )
+
+    env_from = app.get("envFrom") or []
+    configmaps = {o["metadata"]["name"] for o in of_kind(objects, "ConfigMap")}
+    refs = [e["configMapRef"]["name"] for e in env_from if "configMapRef" in e]
+    c.check(refs and all(ref in configmaps for ref in refs), f"envFrom ConfigMaps {refs} not rendered")
+    secret_refs = [e["secretRef"]["name"] for e in env_from if "secretRef" in e]
+    secrets = {o["metadata"]["name"] for o in of_kind(objects, "Secret") if "helm.sh/hook" not in str(o)}
+    if values.get("existingSecret"):
+        c.check(
+            secret_refs == [values["existingSecret"]],
+            f"envFrom must name existingSecret, found {secret_refs}",
+        )
+        c.check(not secrets, "no Secret may be rendered when existingSecret is set")
+    else:
+        c.check(
+            secret_refs and all(ref in secrets for ref in secret_refs),
+            f"envFrom Secret {secret_refs} missing",
+        )
+
+    services = of_kind(objects, "Service")
+    ports = {p["name"]: p["containerPort"] for p in app.get("ports", [])}
+    if c.check(len(services) == 1, "expected one Service"):
+        selector = services[0]["spec"]["selector"]
+        labels = pod["metadata"]["labels"]
+        c.check(all(labels.get(k) == v for k, v in selector.items()), "Service selector misses the pods")
+        target = services[0]["spec"]["ports"][0]["targetPort"]
+        c.check(target in ports or target in ports.values(), f"Service targetPort {target} is not a pod port")
+
+    autoscaling = values["autoscaling"]
+    hpas = of_kind(objects, "HorizontalPodAutoscaler")
+    if autoscaling.get("enabled"):
+        if c.check(len(hpas) == 1, "autoscaling.enabled needs one HPA"):
+            hpa = hpas[0]
+            c.check(hpa["apiVersion"] == "autoscaling/v2", "HPA must be autoscaling/v2")
+            c.check(
+                hpa["spec"]["minReplicas"] == autoscaling["minReplicas"],
+                "HPA minReplicas differs from values",
+            )
+            c.check(
+                hpa["spec"]["maxReplicas"] == autoscaling["maxReplicas"],
+                "HPA maxReplicas differs from values",
+            )
+            metrics = {m["resource"]["name"] for m in hpa["spec"]["metrics"] if m["type"] == "Resource"}
+            c.check(metrics == {"cpu", "memory"}, f"HPA must scale on cpu and memory, found {metrics}")
+            target = hpa["spec"]["scaleTargetRef"]
+            c.check(target["name"] == deployment["metadata"]["name"], "HPA targets another Deployment")
+        c.check("replicas" not in deployment["spec"], "with an HPA the Deployment must leave replicas to it")
+        c.check(
+            autoscaling["minReplicas"] == values["replicaCount"],
+            "autoscaling.minReplicas must equal replicaCount",
+        )
+    else:
+        c.check(not hpas, "no HPA expected")
+        c.check(deployment["spec"].get("replicas") == values["replicaCount"], "replicas differ from values")
+
+    pdbs = of_kind(objects, "PodDisruptionBudget")
+    if c.check(len(pdbs) == 1, "expected one PodDisruptionBudget"):
+        selector = pdbs[0]["spec"]["selector"]["matchLabels"]
+        labels = pod["metadata"]["labels"]
+        c.check(all(labels.get(k) == v for k, v in selector.items()), "PDB selector misses the pods")
+
+    jobs = of_kind(objects, "Job")
+    env = {e["name"]: e.get("value") for e in app.get("env") or []}
+    if values["migration"]["enabled"]:
+        if c.check(len(jobs) == 1, "migration.enabled needs the migration Job"):
+            hooks = set(jobs[0]["metadata"].get("annotations", {}).get("helm.sh/hook", "").split(","))
+            c.check(
+                hooks == HOOK_EVENTS, f"migration Job hooks must be pre-install,pre-upgrade, found {hooks}"
+            )
+            job_labels = jobs[0]["spec"]["template"]["metadata"].get("labels") or {}
+            selectors = [deployment["spec"]["selector"]["matchLabels"]]
+            selectors += [s["spec"]["selector"] for s in of_kind(objects, "Service")]
+            c.check(
+                not any(all(job_labels.get(k) == v for k, v in sel.items()) for sel in selectors),
+                "the migration Job's pods must not match the Deployment's or the Service's selector",
+            )
+            command = jobs[0]["spec"]["template"]["spec"]["containers"][0]["command"]
+            c.check(
+                command[-1] == "migrate", f"migration Job must run `python -m app migrate`, found {command}"
+            )
+        c.check(env.get("MIGRATE_ON_STARTUP") == "false", "with the hook, pods need MIGRATE_ON_STARTUP=false")
+    else:
+        c.check(not jobs, "no migration Job expected")
+        c.check("MIGRATE_ON_STARTUP" not in env, "MIGRATE_ON_STARTUP must be left to the config")
+
+
+def check_istio(c: Checker, objects: list[dict[str, Any]], deployment: dict[str, Any], istio: bool) -> None:
+    istio_objects = [o for o in objects if ".istio.io/" in str(o.get("apiVersion"))]
+    pod_meta = deployment["spec"]["template"]["metadata"]
+    proxy_config = (pod_meta.get("annotations") or {}).get(ISTIO_PROXY_ANNOTATION)
+    sidecar_label = (pod_meta.get("labels") or {}).get("sidecar.istio.io/inject")
+    if not istio:
+        kinds = sorted(o["kind"] for o in istio_objects)
+        c.check(not istio_objects, f"istio.enabled=false must render no Istio object, found {kinds}")
+        c.check(proxy_config is None and sidecar_label is None, "no sidecar settings without istio.enabled")
+        return
+
+    kinds = {o["kind"] for o in istio_objects}
+    for kind in ("Gateway", "VirtualService", "DestinationRule"):
+        c.check(kind in kinds, f"istio.enabled needs a {kind}")
+    c.check(sidecar_label == "true", "istio.enabled: pods need the sidecar.istio.io/inject=true label")
+    if c.check(proxy_config, f"istio.enabled: pods need the {ISTIO_PROXY_ANNOTATION} annotation"):
+        config = json.loads(proxy_config)
+        c.check(
+            config.get("holdApplicationUntilProxyStarts") is True,
+            "holdApplicationUntilProxyStarts must be true",
+        )
+        drain = seconds(str(config.get("terminationDrainDuration", "0s")))
+        grace = deployment["spec"]["template"]["spec"].get("terminationGracePeriodSeconds", 30)
+        c.check(
+            0 < drain < grace, f"terminationDrainDuration {drain}s must be below the grace period {grace}s"
+        )
+
+    for vs in of_kind(istio_objects, "VirtualService"):
+        routes = [r for r in vs["spec"].get("http", []) if "route" in r]
+        c.check(routes, "VirtualService has no routes")
+        for route in routes:
+            name = route.get("name")
+            c.check(
+                seconds(str(route.get("timeout", ""))) > 0, f"VirtualService route {name} needs a timeout"
+            )
+            retries = route.get("retries") or {}
+            c.check(retries.get("attempts", 0) >= 1, f"VirtualService route {name} needs retries.attempts")
+            c.check(retries.get("perTryTimeout"), f"VirtualService route {name} needs retries.perTryTimeout")
+            c.check(
+                "connect-failure" in retries.get("retryOn", ""), f"route {name} must retry connect-failure"
+            )
+        retry_on = {cond for r in routes for cond in (r.get("retries") or {}).get("retryOn", "").split(",")}
+        c.check("5xx" in retry_on, "VirtualService must retry 5xx (on idempotent methods)")
+    for dr in of_kind(istio_objects, "DestinationRule"):
+        policy = dr["spec"].get("trafficPolicy") or {}
+        pool = policy.get("connectionPool") or {}
+        c.check(
+            pool.get("tcp") and pool.get("http"), "DestinationRule needs tcp and http connection pool limits"
+        )
+        c.check(policy.get("outlierDetection"), "DestinationRule needs outlierDetection")
+        c.check(
+            (policy.get("tls") or {}).get("mode") == "ISTIO_MUTUAL",
+            "DestinationRule tls must be ISTIO_MUTUAL",
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("render_dir", type=Path)
+    parser.add_argument(
+        "--istio", choices=("on", "off"), required=True, help="whether Istio objects are expected"
+    )
+    parser.add_argument("-f", "--values", action="append", default=[], help="values file (repeatable)")
+    args = parser.parse_args(argv)
+
+    values: dict[str, Any] = {}
+    for name in args.values:
+        values = merge(values, yaml.safe_load(Path(name).read_text()) or {})
+    objects = load_objects(args.render_dir)
+    c = Checker()
+    if c.check(objects, f"{args.render_dir}: nothing rendered"):
+        deployment = check_deployment(c, objects, values)
+        if deployment:
+            check_shutdown(c, objects, deployment)
+            check_wiring(c, objects, deployment, values)
+            check_istio(c, objects, deployment, args.istio == "on")
+    for failure in c.failures:
+        sys.stderr.write(f"FAIL {args.render_dir}: {failure}\n")
+    sys.stdout.write(f"assertions {args.render_dir}: {c.passed} passed, {len(c.failures)} failed\n")
+    return 1 if c.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
