@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format clean constraints bench bench-quick check-infra browser
+.PHONY: run test lint format clean constraints bench bench-quick check-infra browser soak audit compose-up compose-down
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=python3.11)")'
@@ -18,6 +18,16 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# 15 minutes of mixed API load and ingestion with a fault every minute (tests/reliability/soak.py).
+SOAK_MINUTES ?= 15
+soak: $(STAMP)
+	$(PY) -m tests.reliability.soak --minutes $(SOAK_MINUTES)
+
+# Known vulnerabilities in every pinned Python dependency (asks PyPI: needs the internet).
+audit: $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check pip-audit==2.10.1
+	$(PY) -m pip_audit --requirement constraints.txt --no-deps --disable-pip --progress-spinner off
 
 bench: $(STAMP)
 	$(PY) -m bench.upload_memory
@@ -50,15 +60,40 @@ INFRA_STAMP := $(INFRA_VENV)/.installed
 INFRA_REQS := $(wildcard infra/*/requirements.txt)
 INFRA_LOCKS := $(wildcard infra/*/package-lock.json)
 
-$(INFRA_STAMP): $(INFRA_REQS) $(INFRA_LOCKS)
+$(INFRA_STAMP): $(INFRA_REQS) $(INFRA_LOCKS) infra/constraints.txt
 	test -x $(INFRA_VENV)/bin/python || $(PYTHON) -m venv $(INFRA_VENV)
 	$(INFRA_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip==25.3
-	$(INFRA_VENV)/bin/python -m pip install --quiet --disable-pip-version-check $(foreach f,$(INFRA_REQS),-r $(f))
+	$(INFRA_VENV)/bin/python -m pip install --quiet --disable-pip-version-check $(foreach f,$(INFRA_REQS),-r $(f)) \
+		-c infra/constraints.txt
 	for lock in $(INFRA_LOCKS); do npm ci --prefix "$$(dirname $$lock)" --no-audit --no-fund --loglevel=error || exit 1; done
 	touch $(INFRA_STAMP)
 
 check-infra: $(INFRA_STAMP)
 	PATH="$(CURDIR)/$(INFRA_VENV)/bin:$$PATH" infra/check.sh
+
+# Docker users: app + PostgreSQL + LocalStack (docs/deploy-containers.md).
+COMPOSE ?= docker compose
+COMPOSE_URL ?= http://127.0.0.1:$(or $(APP_HOST_PORT),8000)
+
+compose-up:
+	$(COMPOSE) up --build -d
+	@echo "waiting for $(COMPOSE_URL)/ready (up to 3 minutes)..."
+	@for i in $$(seq 90); do \
+		if curl -fsS -o /dev/null "$(COMPOSE_URL)/ready" 2>/dev/null; then \
+			echo "ready: $(COMPOSE_URL)/docs"; \
+			echo "bearer token with every scope (1 h): paste it into Authorize"; \
+			$(COMPOSE) exec -T app python -m app token; \
+			exit 0; \
+		fi; \
+		sleep 2; \
+	done; \
+	echo "$(COMPOSE_URL)/ready did not answer 200 within 3 minutes"; \
+	$(COMPOSE) ps; \
+	$(COMPOSE) logs --tail 50 app migrate localstack; \
+	exit 1
+
+compose-down:
+	$(COMPOSE) down --volumes
 
 clean:
 	rm -rf $(VENV) $(INFRA_VENV) .dev .pytest_cache .ruff_cache infra/*/node_modules
