@@ -72,10 +72,14 @@ class TcpProxy:
             return
         self.accepted += 1
         self._writers |= {client_writer, upstream_writer}
-        await asyncio.gather(
-            self._pipe(client_reader, upstream_writer),
-            self._pipe(upstream_reader, client_writer),
-        )
+        try:
+            await asyncio.gather(
+                self._pipe(client_reader, upstream_writer),
+                self._pipe(upstream_reader, client_writer),
+            )
+        except asyncio.CancelledError:  # the proxy's loop is closing: drop the connection quietly
+            client_writer.transport.abort()
+            upstream_writer.transport.abort()
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
