@@ -43,6 +43,9 @@ USER_FILE_MODELS: dict[RecordType, type[BaseModel]] = {
 PROBE_TIMEOUT_SECONDS = 5.0
 MAX_REPORTED_ERRORS = 5  # rejected-record reasons kept in the processing log
 JSONB_NUL = b"\\u0000"  # PostgreSQL's jsonb cannot store U+0000
+# Records per COPY + INSERT round of a file's load: big enough that statements are few, small enough
+# that the last round (which nothing overlaps) is short and the chunk held in memory is a few MB.
+LOAD_CHUNK_ROWS = 20_000
 
 ROWS_LOADED = Counter("ingest_rows_loaded_total", "Rows newly stored by ingestion", ["target"])
 FILES = Counter("ingest_files_total", "Files by outcome", ["outcome"])
@@ -374,10 +377,27 @@ class Ingestor:
     async def _load_rows(
         self, conn: Connection, stream: RecordStream, file_id: int, ref: ObjectRef
     ) -> _Tally:
+        """Stream the records into processed_data in chunks, overlapping the two halves of the work.
+
+        While PostgreSQL inserts chunk k (INSERT ... SELECT ... ON CONFLICT, the expensive part: index
+        upkeep), this process streams and parses chunk k+1 from S3; then chunk k+1 is COPY'd into the
+        emptied staging table and its INSERT starts. Everything stays in the file's one transaction.
+        """
         tally = _Tally()
         policy = self._settings.ingest_error_policy
+        inserting: asyncio.Task[int] | None = None
 
-        async def rows() -> AsyncIterator[tuple[int, str, bytes]]:
+        async def flush(chunk: list[tuple[int, str, bytes]]) -> asyncio.Task[int]:
+            if inserting is not None:
+                tally.changed += await inserting
+            await repository.copy_to_staging(conn, chunk)
+            return asyncio.create_task(
+                repository.insert_from_staging(conn, file_id=file_id, bucket=ref.bucket, key=ref.key)
+            )
+
+        await repository.create_staging(conn)
+        chunk: list[tuple[int, str, bytes]] = []
+        try:
             async for batch in stream.batches():
                 for record in batch:
                     tally.read += 1
@@ -385,13 +405,18 @@ class Ingestor:
                     if reason is not None:
                         tally.reject(reason, policy)
                         continue
-                    yield record.index, record.row_hash, record.canonical  # type: ignore[misc]
-
-        await repository.create_staging(conn)
-        await repository.copy_to_staging(conn, rows())
-        tally.changed = await repository.insert_from_staging(
-            conn, file_id=file_id, bucket=ref.bucket, key=ref.key
-        )
+                    chunk.append((record.index, record.row_hash, record.canonical))  # type: ignore[arg-type]
+                if len(chunk) >= LOAD_CHUNK_ROWS:
+                    inserting = await flush(chunk)
+                    chunk = []
+            if chunk or inserting is None:
+                inserting = await flush(chunk)
+            tally.changed += await inserting
+            inserting = None
+        finally:
+            if inserting is not None:  # failing mid-file: let the connection finish before the rollback
+                with contextlib.suppress(Exception):
+                    await inserting
         return tally
 
     async def _load_users(

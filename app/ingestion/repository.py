@@ -1,6 +1,6 @@
 """All SQL for file_processing_log and processed_data: claims and leases, the staged load, outcomes."""
 
-from collections.abc import AsyncIterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -127,8 +127,9 @@ async def create_staging(conn: Connection) -> None:
     )
 
 
-async def copy_to_staging(conn: Connection, rows: AsyncIterable[tuple[int, str, bytes]]) -> None:
-    """COPY (record_index, row_hash, canonical JSON) rows into the session's staging table."""
+async def copy_to_staging(conn: Connection, rows: Iterable[tuple[int, str, bytes]]) -> None:
+    """Replace the staging table's rows with these (record_index, row_hash, canonical JSON) rows."""
+    await conn.execute(f"TRUNCATE {STAGING_TABLE}")
     await conn.copy_records_to_table(
         STAGING_TABLE,
         records=rows,

@@ -1,0 +1,77 @@
+"""A file's rows go into processed_data in chunks that overlap parsing with inserting: the chunking must
+change nothing a user can see. Small chunks make small files span many of them."""
+
+import json
+from typing import Any
+
+import asyncpg
+import pytest
+from fastapi import FastAPI
+
+from app.ingestion import loader
+from app.ingestion.envelopes import ObjectRef
+
+
+@pytest.fixture(autouse=True)
+def tiny_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(loader, "LOAD_CHUNK_ROWS", 3)
+
+
+def lines(*records: object) -> bytes:
+    return b"".join(json.dumps(record).encode() + b"\n" for record in records)
+
+
+async def stored(db: asyncpg.Connection, bucket: str, key: str) -> list[Any]:
+    rows = await db.fetch(
+        "SELECT data->>'n' AS n FROM processed_data WHERE bucket = $1 AND key = $2 ORDER BY record_index",
+        bucket,
+        key,
+    )
+    return [row["n"] for row in rows]
+
+
+async def test_duplicates_across_chunks_are_stored_once(
+    app: FastAPI, s3: Any, quiet_bucket: str, db: asyncpg.Connection
+) -> None:
+    records = [{"n": n % 4} for n in range(11)]  # 0 1 2 3 0 1 2 3 0 1 2: four distinct, over four chunks
+    s3.put_object(Bucket=quiet_bucket, Key="chunks/dups.jsonl", Body=lines(*records))
+
+    outcome = await app.state.ingestor.ingest(
+        ObjectRef(quiet_bucket, "chunks/dups.jsonl", None, None, None), "cli"
+    )
+
+    assert outcome.status == "completed"
+    assert (outcome.counts.rows_read, outcome.counts.rows_inserted, outcome.counts.rows_skipped) == (11, 4, 7)
+    assert await stored(db, quiet_bucket, "chunks/dups.jsonl") == ["0", "1", "2", "3"]
+
+
+async def test_a_bad_record_in_a_late_chunk_rolls_back_the_earlier_chunks(
+    app: FastAPI, s3: Any, quiet_bucket: str, db: asyncpg.Connection
+) -> None:
+    body = lines(*({"n": n} for n in range(8))) + b"[1, 2]\n" + lines({"n": 9})  # line 9: not an object
+    s3.put_object(Bucket=quiet_bucket, Key="chunks/bad.jsonl", Body=body)
+
+    outcome = await app.state.ingestor.ingest(
+        ObjectRef(quiet_bucket, "chunks/bad.jsonl", None, None, None), "cli"
+    )
+
+    assert (outcome.status, outcome.error_code) == ("failed", "validation_error")
+    assert await stored(db, quiet_bucket, "chunks/bad.jsonl") == []
+
+
+async def test_skip_rows_loads_the_good_records_of_every_chunk(
+    app: FastAPI, s3: Any, quiet_bucket: str, db: asyncpg.Connection
+) -> None:
+    body = b"".join(b"[0]\n" if n % 4 == 3 else json.dumps({"n": n}).encode() + b"\n" for n in range(12))
+    s3.put_object(Bucket=quiet_bucket, Key="chunks/skip.jsonl", Body=body)
+    lenient = loader.Ingestor(
+        app.state.pool,
+        lambda _bucket: app.state.aws.s3,
+        app.state.settings.model_copy(update={"ingest_error_policy": "skip_rows"}),
+    )
+
+    outcome = await lenient.ingest(ObjectRef(quiet_bucket, "chunks/skip.jsonl", None, None, None), "cli")
+
+    assert outcome.status == "completed"
+    assert (outcome.counts.rows_inserted, outcome.counts.rows_rejected) == (9, 3)
+    assert await stored(db, quiet_bucket, "chunks/skip.jsonl") == [str(n) for n in range(12) if n % 4 != 3]
