@@ -142,6 +142,10 @@ async def test_s3_and_sqs_outage_backs_off_and_loses_nothing(
     await proxy.cut()
     async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
         ready = [(await http.get("/ready")).status_code]
+        started = time.monotonic()
+        read = await http.get("/s3/any/object.json", headers=bearer())
+        assert (read.status_code, read.headers["content-type"]) == (503, "application/problem+json")
+        assert time.monotonic() - started < ANSWER_WITHIN_SECONDS
         refused_before = proxy.refused
         await asyncio.sleep(OUTAGE_SECONDS)
         attempts = proxy.refused - refused_before  # what the consumer tried while AWS was gone
