@@ -12,12 +12,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from app.core import aws
 
 logger = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+HTTP_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
 RETRY_AFTER_SECONDS = "5"  # what a 503 tells clients; long enough for a pool to reconnect
 
 
@@ -109,6 +111,18 @@ def _unavailable_problem() -> ProblemResponse:
     )
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method a route serves at the request's path. The router's own 405 names only the methods of
+    the first route whose path matched, and FastAPI adds one route per method (RFC 9110 wants them all)."""
+    where = {"type": "http", "path": request.scope["path"], "root_path": request.scope.get("root_path", "")}
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in HTTP_METHODS
+        if any(route.matches({**where, "method": method})[0] is Match.FULL for route in routes)
+    )
+
+
 def _route(request: Request) -> str:
     return getattr(request.scope.get("route"), "path", "-")
 
@@ -125,9 +139,12 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem(exc.status, exc.detail, slug=exc.slug, headers=headers, **extensions)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> ProblemResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> ProblemResponse:
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
-        return problem(exc.status_code, detail, headers=exc.headers)
+        headers = exc.headers
+        if exc.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
+            headers = {**(headers or {}), "Allow": _allowed_methods(request)}
+        return problem(exc.status_code, detail, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> ProblemResponse:

@@ -95,7 +95,7 @@ async def get_object(
     "else replaces. Safe under concurrent writers. Send `If-Match: <ETag>` to update only the version "
     "you read (412 otherwise).",
     dependencies=[Depends(require_json)],
-    responses=problem_responses(404, 409, 412, 415, 422, 502, 503),
+    responses=problem_responses(400, 404, 409, 412, 413, 415, 422, 502, 503),
 )
 async def merge_object(
     key: str,
@@ -121,7 +121,7 @@ async def merge_object(
     "optional `key` field placed before it. Multipart files are streamed to S3; 409 if the key exists "
     "unless `overwrite=true`.",
     openapi_extra=_UPLOAD_BODY,
-    responses=problem_responses(409, 413, 415, 422, 502, 503),
+    responses=problem_responses(400, 409, 413, 415, 422, 502, 503),
 )
 async def upload(
     request: Request,

@@ -18,6 +18,9 @@ logger = logging.getLogger(__name__)
 
 MAX_BODY_CHARS = 1_048_576  # SQS's largest message is 1 MiB, and a character is at least one byte
 S3_MAX_KEY_BYTES = 1024  # S3's limit on a key, UTF-8 encoded
+# What botocore lets through as a bucket name (legacy us-east-1 names included); anything else could
+# never be read, so the message is dead-lettered at once instead of retried as if S3 were down.
+_BUCKET_NAME = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
 # User records nest two levels (health lists); a deep one would overflow json.dumps when its file is written.
 RECORD_MAX_DEPTH = 8
 # Tuples, not sets: membership is tested on values from the body, which may be unhashable lists.
@@ -288,6 +291,8 @@ def _object_ref(
     EventBridge and the service's own notifications send them as they are."""
     if not isinstance(bucket, str) or not bucket:
         raise _Malformed(f"{where} without a bucket name")
+    if not _BUCKET_NAME.match(bucket):
+        raise _Malformed(f"{where} whose bucket name no S3 request can carry")
     if not isinstance(key, str) or not key:
         raise _Malformed(f"{where} without an object key")
     if url_encoded_key:

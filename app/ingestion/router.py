@@ -47,7 +47,8 @@ async def list_files(
     conn: DbConn,
     _: Reader,
     status: FileStatus | None = None,
-    key_prefix: Annotated[str | None, Query(min_length=1, max_length=1024)] = None,
+    # PostgreSQL text cannot hold U+0000, so no stored key has it: refused rather than a driver error.
+    key_prefix: Annotated[str | None, Query(min_length=1, max_length=1024, pattern=r"^[^\x00]+$")] = None,
     since: datetime | None = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -76,7 +77,7 @@ async def get_file(file_id: FileId, conn: DbConn, _: Reader) -> FileRow:
     response_model=IngestAccepted,
     summary="Ingest an object now (trigger `api`); same claim and idempotency as the consumer",
     dependencies=[Depends(require_json)],
-    responses=problem_responses(415, 422, 503),
+    responses=problem_responses(400, 413, 415, 422, 503),
 )
 async def ingest_file(
     body: IngestRequest, request: Request, loads: Loads, settings: AppSettings, _: Writer

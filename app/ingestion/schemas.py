@@ -46,8 +46,13 @@ class FilePage(BaseModel):
 class IngestRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    # botocore refuses other characters before any call, which would surface as a 500.
     bucket: str | None = Field(
-        default=None, min_length=3, max_length=63, description="default: S3_BUCKET_NAME"
+        default=None,
+        min_length=3,
+        max_length=63,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="default: S3_BUCKET_NAME",
     )
     key: str
 

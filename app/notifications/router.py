@@ -22,7 +22,7 @@ router = APIRouter(prefix="/sns", tags=["sns"], responses=problem_responses(401,
     response_model=PublishResponse,
     summary="Publish a message (string or JSON) to the SNS topic",
     dependencies=[Depends(require_json)],
-    responses=problem_responses(413, 415, 422, 502, 503),
+    responses=problem_responses(400, 413, 415, 422, 502, 503),
 )
 async def publish(
     body: PublishRequest,

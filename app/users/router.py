@@ -57,7 +57,7 @@ def _add_record_routes(
         name=f"create_{kind}",
         summary=f"Create a user's {kind} record",
         dependencies=[Depends(require_json)],
-        responses=problem_responses(409, 415, 422),
+        responses=problem_responses(400, 409, 413, 415, 422),
     )
     async def create(body: create_model, conn: DbConn, principal: Writer) -> Any:  # type: ignore[valid-type]
         return await service.create(conn, principal, kind, body)
@@ -78,7 +78,7 @@ def _add_record_routes(
         name=f"update_{kind}",
         summary=f"Change the fields sent of a user's {kind} record",
         dependencies=[Depends(require_json)],
-        responses=problem_responses(404, 415, 422),
+        responses=problem_responses(400, 404, 413, 415, 422),
     )
     async def update(
         user_id: UserIdPath,
@@ -131,7 +131,7 @@ async def get_user_files(
     response_model=SendResponse,
     summary="Send the user's records from the database to SQS (one message per record type)",
     dependencies=[Depends(require_json)],
-    responses=problem_responses(404, 415, 422, 503),
+    responses=problem_responses(400, 404, 413, 415, 422, 503),
 )
 async def send_to_sqs(
     body: SendRequest, pool: DbPool, aws: Aws, settings: AppSettings, principal: Writer

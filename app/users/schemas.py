@@ -6,6 +6,7 @@ from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     EmailStr,
@@ -17,10 +18,19 @@ from pydantic import (
 
 USER_ID_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"
 
+
+def _storable(text: str) -> str:
+    if "\x00" in text:
+        raise ValueError("must not contain U+0000, which PostgreSQL text cannot store")
+    return text
+
+
+# Free text goes to PostgreSQL text columns, which refuse U+0000: a 422 here, not a driver error.
+Storable = AfterValidator(_storable)
 UserId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=USER_ID_PATTERN)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Storable]
 Phone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9][0-9 ().-]{5,38}$")]
-Address = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+Address = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), Storable]
 AccountNumber = Annotated[
     str,
     StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9 -]{2,32}[A-Za-z0-9]$"),
@@ -28,7 +38,7 @@ AccountNumber = Annotated[
 CreditScore = Annotated[int, Field(ge=300, le=850)]
 # NUMERIC(15,2): 13 digits before the point, 2 after; serialized as a string so it stays exact.
 Money = Annotated[Decimal, Field(ge=0, max_digits=15, decimal_places=2, allow_inf_nan=False)]
-HealthItem = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+HealthItem = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Storable]
 HealthList = Annotated[list[HealthItem], Field(max_length=100)]
 
 

@@ -262,6 +262,8 @@ def _broken(change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
         pytest.param(_broken(lambda r: r.pop("s3")), id="no-s3"),
         pytest.param(_broken(lambda r: r["s3"].update(bucket=[])), id="bucket-not-object"),
         pytest.param(_broken(lambda r: r["s3"]["bucket"].pop("name")), id="no-bucket-name"),
+        pytest.param(_broken(lambda r: r["s3"]["bucket"].update(name="00:")), id="bucket-name-unusable"),
+        pytest.param(_broken(lambda r: r["s3"]["bucket"].update(name="a b")), id="bucket-name-space"),
         pytest.param(_broken(lambda r: r["s3"]["object"].update(key="")), id="empty-key"),
         pytest.param(_broken(lambda r: r["s3"]["object"].update(key=7)), id="key-not-string"),
         pytest.param(_broken(lambda r: r["s3"]["object"].update(key="%FF%FE")), id="key-not-utf8"),

@@ -10,8 +10,11 @@ import asyncpg
 import httpx
 import pytest
 
+from app.core.config import Settings
+from app.main import create_app
 from tests.faults import TcpProxy
-from tests.helpers import ServiceProcess, bearer, unique_id
+from tests.helpers import ServiceProcess, api_only, bearer, problem_of, unique_id
+from tests.ingestion.helpers import wait_until
 from tests.reliability.helpers import (
     assert_exactly_once,
     errors_logged,
@@ -191,4 +194,21 @@ async def test_slow_s3_keeps_a_long_file_invisible_with_the_heartbeat(
     metrics = await scrape(service.url)
     assert metrics["consumer_received_total"] - received_before == 1  # never redelivered
     assert metrics.get('ingest_files_total{outcome="busy"}', 0) == 0
-    assert queue_depth(sqs, env["SQS_QUEUE_URL"]) == 0
+    await wait_until(lambda: queue_depth(sqs, env["SQS_QUEUE_URL"]) == 0)  # deleted after the commit
+
+
+async def test_ingest_now_during_a_database_outage_is_503_not_500(
+    settings: Settings, db_proxy: tuple[TcpProxy, str]
+) -> None:
+    proxy, proxied = db_proxy
+    application = create_app(api_only(settings).model_copy(update={"database_url": proxied}))
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            await proxy.cut()
+            response = await http.post(
+                "/ingestion/files", json={"key": "outage/now.jsonl"}, headers=bearer(["ingestion:write"])
+            )
+            assert problem_of(response)["status"] == 503
+            assert response.headers["retry-after"]
+            await proxy.restore()
