@@ -2,6 +2,7 @@
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -25,6 +26,8 @@ SCOPES: dict[str, str] = {
 }
 HS256 = "HS256"
 RS256 = "RS256"
+VERIFIED_CACHE_SECONDS = 60.0  # how long a verified token is trusted without checking it again
+VERIFIED_CACHE_SIZE = 10_000  # tokens remembered (least recently used first out)
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -68,6 +71,8 @@ class TokenVerifier:
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
         self._leeway = settings.jwt_leeway_seconds
+        # token -> (principal, when to verify it again): clients send the same token many times.
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
 
     async def _key_for(self, token: str, algorithm: str) -> Any:
         if algorithm == HS256 and self._secret is not None:
@@ -82,6 +87,20 @@ class TokenVerifier:
         raise Unauthorized("The token's algorithm is not accepted.")
 
     async def verify(self, token: str) -> Principal:
+        """The token's principal; a token verified in the last VERIFIED_CACHE_SECONDS (and not expired
+        since) is not verified again, so a key withdrawn from the JWKS stops working within that time."""
+        now = time.time()
+        cached = self._verified.get(token)
+        if cached is not None and cached[1] > now:
+            self._verified.move_to_end(token)
+            return cached[0]
+        principal, expires = await self._verify(token)
+        self._verified[token] = (principal, min(expires, now + VERIFIED_CACHE_SECONDS))
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return principal
+
+    async def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             algorithm = jwt.get_unverified_header(token).get("alg", "")
             key = await self._key_for(token, algorithm)
@@ -99,7 +118,7 @@ class TokenVerifier:
         scope = claims.get("scope", "")
         if not isinstance(scope, str) or not isinstance(claims["sub"], str):
             raise Unauthorized("The token's `sub` and `scope` claims must be strings.")
-        return Principal(subject=claims["sub"], scopes=frozenset(scope.split()))
+        return Principal(subject=claims["sub"], scopes=frozenset(scope.split())), float(claims["exp"])
 
 
 def mint_token(

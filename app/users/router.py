@@ -5,7 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Response
 from pydantic import BaseModel
 
-from app.core.db import DbConn, transaction
+from app.core.db import DbConn, DbReadConn, transaction
 from app.core.deps import AppSettings, Aws, DbPool
 from app.core.errors import problem_responses
 from app.core.http import require_json
@@ -62,6 +62,9 @@ def _add_record_routes(
     async def create(body: create_model, conn: DbConn, principal: Writer) -> Any:  # type: ignore[valid-type]
         return await service.create(conn, principal, kind, body)
 
+    # An audited read and its audit row commit together; an unaudited one is a single SELECT.
+    ReadConn = DbConn if kind in service.AUDITED else DbReadConn
+
     @router.get(
         f"/{{user_id}}/{kind}",
         response_model=read_model,
@@ -69,7 +72,7 @@ def _add_record_routes(
         summary=f"Get a user's {kind} record",
         responses=problem_responses(404, 422),
     )
-    async def read(user_id: UserIdPath, conn: DbConn, principal: Reader) -> Any:
+    async def read(user_id: UserIdPath, conn: ReadConn, principal: Reader) -> Any:  # type: ignore[valid-type]
         return await service.get(conn, principal, kind, user_id)
 
     @router.patch(
