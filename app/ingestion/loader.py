@@ -390,7 +390,7 @@ class Ingestor:
         async def flush(chunk: list[tuple[int, str, bytes]]) -> asyncio.Task[int]:
             if inserting is not None:
                 tally.changed += await inserting
-            await repository.copy_to_staging(conn, chunk)
+            await repository.copy_to_staging(conn, chunk, replace=inserting is not None)
             return asyncio.create_task(
                 repository.insert_from_staging(conn, file_id=file_id, bucket=ref.bucket, key=ref.key)
             )

@@ -127,9 +127,13 @@ async def create_staging(conn: Connection) -> None:
     )
 
 
-async def copy_to_staging(conn: Connection, rows: Iterable[tuple[int, str, bytes]]) -> None:
-    """Replace the staging table's rows with these (record_index, row_hash, canonical JSON) rows."""
-    await conn.execute(f"TRUNCATE {STAGING_TABLE}")
+async def copy_to_staging(
+    conn: Connection, rows: Iterable[tuple[int, str, bytes]], *, replace: bool
+) -> None:
+    """COPY (record_index, row_hash, canonical JSON) rows into the staging table; `replace` empties it
+    first (it is empty at the start of each transaction: ON COMMIT DELETE ROWS)."""
+    if replace:
+        await conn.execute(f"TRUNCATE {STAGING_TABLE}")
     await conn.copy_records_to_table(
         STAGING_TABLE,
         records=rows,
