@@ -103,6 +103,17 @@ class IngestOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class _Opened:
+    """A GET already under way, and the object version its response names."""
+
+    ref: ObjectRef
+    response: Any
+
+    def close(self) -> None:
+        self.response["Body"].close()
+
+
+@dataclass(frozen=True, slots=True)
 class Claimed:
     """An object version this worker holds the lease on, ready to load."""
 
@@ -203,18 +214,54 @@ class Ingestor:
         return True
 
     async def ingest(self, ref: ObjectRef, trigger: str) -> IngestOutcome:
-        """Claim the object version and load it; what the consumer and the CLI do."""
-        claimed = await self.claim(ref, trigger)
+        """Claim the object version and load it; what the consumer and the CLI do.
+
+        An event that names no version (S3's for an unversioned bucket; moto's always) is resolved by
+        starting the GET: its response names the version, and that same response is loaded, so the
+        object is asked for once, not twice (HEAD, then GET).
+        """
+        opened = None
+        if ref.version_id is None and ref.etag is not None and not self._excluded(ref.key):
+            opened = await self._get_naming_version(ref)
+            if opened is not None:
+                ref = opened.ref
+        try:
+            claimed = await self.claim(ref, trigger, resolve=opened is None)
+        except BaseException:
+            if opened is not None:
+                opened.close()
+            raise
         if isinstance(claimed, IngestOutcome):
+            if opened is not None:
+                opened.close()
             return self._observed(claimed, ref, None)
-        return await self.load(claimed)
+        return await self.load(claimed, opened=opened)
+
+    def _excluded(self, key: str) -> bool:
+        return any(key.startswith(prefix) for prefix in self._settings.ingest_exclude_prefixes)
+
+    async def _get_naming_version(self, ref: ObjectRef) -> _Opened | None:
+        """The GET of the version the event's ETag names, with the version id it reports; None when the
+        object was replaced, removed or cannot be read (the usual path then finds out and records why)."""
+        try:
+            response = await self._s3_for(ref.bucket).get_object(
+                Bucket=ref.bucket, Key=ref.key, IfMatch=f'"{ref.etag}"'
+            )
+        except ClientError as exc:
+            failure = _s3_failure(exc)
+            if isinstance(failure, Transient):
+                raise failure from None
+            return None
+        except (BotoCoreError, aiohttp.ClientError) as exc:
+            raise Transient(type(exc).__name__) from exc
+        return _Opened(_versioned(ref, response.get("VersionId"), ref.etag), response)
 
     async def claim(self, ref: ObjectRef, trigger: str, *, resolve: bool = True) -> Claimed | IngestOutcome:
         """Take the object version in the processing log, or say why not (excluded, duplicate, busy).
 
         `resolve=False` keeps the ref's identity as it is (a retry must claim the very row it reopened).
         """
-        if any(ref.key.startswith(prefix) for prefix in self._settings.ingest_exclude_prefixes):
+        if self._excluded(ref.key):
             return IngestOutcome("excluded")
         if resolve:
             ref = await self._with_version(ref)
@@ -238,11 +285,20 @@ class Ingestor:
             raise Transient(f"database: {type(exc).__name__}") from exc
         return Claimed(ref, claim.file_id, time.perf_counter())
 
-    async def load(self, claimed: Claimed) -> IngestOutcome:
-        """Load a claimed file and record how it ended; Transient leaves it `pending` for a retry."""
+    async def load(self, claimed: Claimed, *, opened: _Opened | None = None) -> IngestOutcome:
+        """Load a claimed file and record how it ended; Transient leaves it `pending` for a retry.
+
+        `opened`: the GET of this version, already started (see `ingest`)."""
+        try:
+            return await self._load_claimed(claimed, opened)
+        finally:
+            if opened is not None:
+                opened.close()
+
+    async def _load_claimed(self, claimed: Claimed, opened: _Opened | None) -> IngestOutcome:
         ref, file_id = claimed.ref, claimed.file_id
         try:
-            counts, warning = await self._load(file_id, ref)
+            counts, warning = await self._load(file_id, ref, opened)
         except _Permanent as exc:
             outcome = await self._record_failure(file_id, exc)
         except _LeaseLost:
@@ -322,14 +378,14 @@ class Ingestor:
         # Another worker holds a live lease (or just released it): look again once it would expire.
         return IngestOutcome("busy", existing.file_id, retry_after=max(existing.seconds_left, 0.0) + 1.0)
 
-    async def _load(self, file_id: int, ref: ObjectRef) -> tuple[Counts, str | None]:
+    async def _load(self, file_id: int, ref: ObjectRef, opened: _Opened | None) -> tuple[Counts, str | None]:
         settings = self._settings
         try:
             file_format = detect_format(ref.key)
         except ParseError as exc:
             raise _Permanent(exc.code, exc.message, status="skipped") from None
         async with self._pool.acquire() as conn, self._lease_kept(file_id), conn.transaction():
-            body, size, content_type = await self._open(ref)
+            body, size, content_type = self._checked(opened.response if opened else await self._get(ref))
             async with body:
                 try:
                     stream = RecordStream(
@@ -355,16 +411,18 @@ class Ingestor:
         ROWS_LOADED.labels("users" if kind else "processed_data").inc(tally.changed)
         return tally.counts(), ("rows_rejected" if warning else None)
 
-    async def _open(self, ref: ObjectRef) -> tuple[Any, int, str | None]:
+    async def _get(self, ref: ObjectRef) -> Any:
         params: dict[str, str] = {"Bucket": ref.bucket, "Key": ref.key}
         if ref.version_id:
             params["VersionId"] = ref.version_id
         elif ref.etag:
             params["IfMatch"] = f'"{ref.etag}"'
         try:
-            response = await self._s3_for(ref.bucket).get_object(**params)
+            return await self._s3_for(ref.bucket).get_object(**params)
         except ClientError as exc:
             raise _s3_failure(exc) from None
+
+    def _checked(self, response: Any) -> tuple[Any, int, str | None]:
         size = int(response["ContentLength"])
         if size > self._settings.ingest_max_file_bytes:
             response["Body"].close()

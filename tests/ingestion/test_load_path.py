@@ -1,5 +1,5 @@
-"""A file's rows go into processed_data in chunks that overlap parsing with inserting: the chunking must
-change nothing a user can see. Small chunks make small files span many of them."""
+"""How a file is read and loaded: one GET per file, and chunks that overlap parsing with inserting
+(the chunking must change nothing a user can see; small chunks make small files span many of them)."""
 
 import json
 from typing import Any
@@ -75,3 +75,26 @@ async def test_skip_rows_loads_the_good_records_of_every_chunk(
     assert outcome.status == "completed"
     assert (outcome.counts.rows_inserted, outcome.counts.rows_rejected) == (9, 3)
     assert await stored(db, quiet_bucket, "chunks/skip.jsonl") == [str(n) for n in range(12) if n % 4 != 3]
+
+
+async def test_an_event_without_a_version_id_costs_one_get_and_no_head(
+    app: FastAPI, s3: Any, quiet_bucket: str, db: asyncpg.Connection
+) -> None:
+    put = s3.put_object(Bucket=quiet_bucket, Key="calls/one.jsonl", Body=lines({"n": 1}))
+    calls: list[str] = []
+
+    def record(model: Any, **_: Any) -> None:
+        calls.append(model.name)
+
+    events = app.state.aws.s3.meta.events
+    events.register("before-call.s3", record, unique_id="count-s3-calls")
+    try:
+        ref = ObjectRef(quiet_bucket, "calls/one.jsonl", None, put["ETag"].strip('"'), None)
+        outcome = await app.state.ingestor.ingest(ref, "sqs")
+    finally:
+        events.unregister("before-call.s3", unique_id="count-s3-calls")
+
+    assert outcome.status == "completed"
+    assert calls == ["GetObject"]
+    row = await db.fetchrow("SELECT version_id FROM file_processing_log WHERE id = $1", outcome.file_id)
+    assert row["version_id"] is None  # an unversioned bucket: the ETag names the object
