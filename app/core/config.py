@@ -45,7 +45,7 @@ class DatabaseSettings(_Base):
 
     database_url: PostgresDsn
     db_pool_min_size: int = Field(default=1, ge=0)
-    db_pool_max_size: int = Field(default=10, ge=1)
+    db_pool_max_size: int = Field(default=20, ge=1)
     db_command_timeout_seconds: float = Field(default=30.0, gt=0)
     db_connect_timeout_seconds: float = Field(default=5.0, gt=0)
 
@@ -139,7 +139,7 @@ class Settings(DatabaseSettings, AuthSettings, IngestSettings):
     sqs_consumer_enabled: bool = True
     sqs_wait_time_seconds: int = Field(default=20, ge=0, le=20)
     sqs_batch_size: int = Field(default=10, ge=1, le=10)
-    sqs_max_in_flight: int = Field(default=8, ge=1, le=100)
+    sqs_max_in_flight: int = Field(default=16, ge=1, le=100)
     sqs_visibility_timeout_seconds: int = Field(default=120, ge=10, le=43_200)
     sqs_backoff_base_seconds: int = Field(default=5, ge=0, le=43_200)
     sqs_backoff_max_seconds: int = Field(default=900, ge=0, le=43_200)
