@@ -1,4 +1,5 @@
-"""One JSON object per log line (python-json-logger) with the request id; exception text never logged."""
+"""One JSON object per log line (python-json-logger, encoded with orjson) with the request id; exception
+text never logged."""
 
 import logging
 import sys
@@ -6,7 +7,7 @@ import traceback
 from types import TracebackType
 
 from asgi_correlation_id import CorrelationIdFilter
-from pythonjsonlogger.json import JsonFormatter
+from pythonjsonlogger.orjson import OrjsonFormatter
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
@@ -22,7 +23,7 @@ def _exception_without_message(ei: ExcInfo) -> str:
     return f"Traceback (most recent call last):\n{stack}{ei[0].__module__}.{ei[0].__qualname__}"
 
 
-class _SafeJsonFormatter(JsonFormatter):
+class _SafeJsonFormatter(OrjsonFormatter):
     def formatException(self, ei: ExcInfo) -> str:  # type: ignore[override]
         return _exception_without_message(ei)
 
