@@ -177,3 +177,45 @@ async def test_daily_report_counts_the_days_files(
 async def test_since_accepts_naive_aware_and_date_only_values(client: httpx.AsyncClient, since: str) -> None:
     response = await client.get("/ingestion/files", params={"since": since, "limit": 1}, headers=bearer(READ))
     assert response.status_code == 200, response.text
+
+
+async def test_api_load_cut_by_shutdown_is_left_pending_and_taken_again(
+    settings: Any, s3: Any, quiet_bucket: str, db: asyncpg.Connection
+) -> None:
+    """No SQS message exists for a load started by the API: the claim must be released at shutdown,
+    so that asking again (or the reconcile sweep) takes the file."""
+    from app.main import create_app
+    from tests.helpers import api_only
+
+    key = "cut/big.jsonl"
+    s3.put_object(Bucket=quiet_bucket, Key=key, Body=b"".join(b'{"n": %d}\n' % n for n in range(300_000)))
+    first = create_app(api_only(settings))
+    async with (
+        first.router.lifespan_context(first),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=first), base_url="http://testserver") as http,
+    ):
+        response = await http.post(
+            "/ingestion/files", json={"bucket": quiet_bucket, "key": key}, headers=bearer(WRITE)
+        )
+        file_id = response.json()["file_id"]
+
+        async def loading() -> bool:
+            status = await db.fetchval("SELECT status FROM file_processing_log WHERE id = $1", file_id)
+            return status == "processing"
+
+        await wait_until(loading)
+    row = await db.fetchrow("SELECT status, lease_owner FROM file_processing_log WHERE id = $1", file_id)
+    assert dict(row) == {"status": "pending", "lease_owner": None}
+    assert await db.fetchval("SELECT count(*) FROM processed_data WHERE file_id = $1", file_id) == 0
+
+    second = create_app(api_only(settings))
+    async with (
+        second.router.lifespan_context(second),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=second), base_url="http://testserver") as http,
+    ):
+        again = await http.post(
+            "/ingestion/files", json={"bucket": quiet_bucket, "key": key}, headers=bearer(WRITE)
+        )
+        assert again.json() == {"file_id": file_id, "status": "accepted"}
+        done = await final(http, file_id)
+    assert (done["status"], done["attempts"], done["rows_inserted"]) == ("completed", 2, 300_000)
