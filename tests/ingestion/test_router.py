@@ -9,7 +9,8 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.helpers import bearer, problem_of
+from app.main import create_app
+from tests.helpers import api_only, bearer, problem_of
 from tests.ingestion.helpers import s3_event, wait_until
 
 READ = ["ingestion:read"]
@@ -184,9 +185,6 @@ async def test_api_load_cut_by_shutdown_is_left_pending_and_taken_again(
 ) -> None:
     """No SQS message exists for a load started by the API: the claim must be released at shutdown,
     so that asking again (or the reconcile sweep) takes the file."""
-    from app.main import create_app
-    from tests.helpers import api_only
-
     key = "cut/big.jsonl"
     s3.put_object(Bucket=quiet_bucket, Key=key, Body=b"".join(b'{"n": %d}\n' % n for n in range(300_000)))
     first = create_app(api_only(settings))
