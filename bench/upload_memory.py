@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import httpx
 
-from bench.stack import RESULTS, Stack, peak_rss_bytes, service_stack
+from bench.stack import RESULTS, Infra, Server, infrastructure, service
 
 MAX_GROWTH_RATIO = 0.4
 CHUNK = 256 * 1024
@@ -35,12 +35,12 @@ def multipart_body(boundary: str, key: str, size: int) -> Iterator[bytes]:
     yield f"\r\n--{boundary}--\r\n".encode()
 
 
-def measure(stack: Stack, size: int) -> dict[str, float | int]:
-    headers = {"Authorization": f"Bearer {stack.token('s3:write')}"}
-    with httpx.Client(base_url=stack.base_url, timeout=300) as http:
+def measure(infra: Infra, server: Server, size: int) -> dict[str, float | int]:
+    headers = {"Authorization": f"Bearer {infra.token('s3:write')}"}
+    with httpx.Client(base_url=server.base_url, timeout=300) as http:
         # Warm up: the first upload loads code paths and the S3 client's connection pool.
         http.post("/s3/upload", json={"key": "warmup.json", "content": {"a": 1}}, headers=headers)
-        before = peak_rss_bytes(stack.pid)
+        before = server.peak_rss_bytes()
         boundary = secrets.token_hex(16)
         started = time.perf_counter()
         response = http.post(
@@ -49,7 +49,7 @@ def measure(stack: Stack, size: int) -> dict[str, float | int]:
             headers={**headers, "Content-Type": f"multipart/form-data; boundary={boundary}"},
         )
         elapsed = time.perf_counter() - started
-        after = peak_rss_bytes(stack.pid)
+        after = server.peak_rss_bytes()
     response.raise_for_status()
     if response.json()["size"] != size:
         raise RuntimeError(f"the service stored {response.json()['size']} bytes, not {size}")
@@ -71,8 +71,9 @@ def main() -> int:
     args = parser.parse_args()
     size = args.megabytes * 1024 * 1024
     # The consumer is off: the uploaded file's ingestion would be measured too.
-    with service_stack({"MAX_UPLOAD_BYTES": str(size + 1), "SQS_CONSUMER_ENABLED": "false"}) as stack:
-        result = measure(stack, size)
+    env = {"MAX_UPLOAD_BYTES": str(size + 1), "SQS_CONSUMER_ENABLED": "false"}
+    with infrastructure() as infra, service(infra, env) as server:
+        result = measure(infra, server, size)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "upload_memory.json").write_text(json.dumps(result, indent=2) + "\n")
     mib = 1024 * 1024

@@ -1,0 +1,154 @@
+"""API case: GET /users/{id}/personal under wrk (closed loop, 64 connections) against the service (valid
+token, JSON access log, metrics) with one and two uvicorn workers, and against the floors of
+bench/api_floor.py (bare FastAPI route, raw ASGI callable) with as many workers."""
+
+import asyncio
+import json
+import os
+import shutil
+import statistics
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import asyncpg
+
+from bench.report import Result, Skipped, Target
+from bench.stack import ROOT, Infra, Server, server, service, uvicorn_command
+from devtools.servers import free_port
+
+USERS = 10_000
+SEED = 7
+CONNECTIONS = 64
+WRK_THREADS = 1  # one wrk thread drives 64 connections well past these servers' rates; the cores are few
+WRK_TIMEOUT = "5s"  # a slower answer counts as an error (wrk's default is 2 s)
+WARMUP_SECONDS = 2
+SCRIPT = ROOT / "bench" / "wrk.lua"
+API_TARGET = Target(min_ratio=0.90, max_p99_ms=100, max_errors=0)
+# The service as configured in production: JSON logs at INFO (one access line per request), metrics on.
+SERVICE_ENV = {"LOG_FORMAT": "json", "LOG_LEVEL": "INFO"}
+
+
+async def seed_users(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            """
+            INSERT INTO users_personal (user_id, name, email, phone, address, date_of_birth)
+            SELECT format('bench-%s', lpad(n::text, 5, '0')), format('User %s', n),
+                   format('user%s@example.com', n), '+351 210 000 000', format('Rua %s, Lisboa', n),
+                   date '1980-01-01' + n
+            FROM generate_series(1, $1) AS n
+            ON CONFLICT (user_id) DO NOTHING
+            """,
+            USERS,
+        )
+    finally:
+        await conn.close()
+
+
+def wrk_available() -> str | None:
+    return (
+        None if shutil.which("wrk") else "wrk is not installed (make bench installs it: apt-get install wrk)"
+    )
+
+
+async def run_wrk(base_url: str, seconds: int, token: str) -> dict[str, float]:
+    """One wrk run's summary line."""
+    env = {**os.environ, "BENCH_TOKEN": token, "BENCH_USERS": str(USERS), "BENCH_SEED": str(SEED)}
+    arguments = [
+        f"-t{WRK_THREADS}",
+        f"-c{CONNECTIONS}",
+        f"-d{seconds}s",
+        f"--timeout={WRK_TIMEOUT}",
+        "-s",
+        str(SCRIPT),
+        base_url,
+    ]
+    process = await asyncio.create_subprocess_exec(
+        "wrk", *arguments, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    stdout, stderr = await process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"wrk failed: {stderr.decode(errors='replace').strip()}")
+    line = next((s for s in stdout.decode().splitlines() if s.startswith("BENCH ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no summary: {stdout.decode(errors='replace').strip()}")
+    return dict(json.loads(line.removeprefix("BENCH ")))
+
+
+def _wrk_cpu_seconds() -> float:
+    """CPU seconds of this process's reaped children so far: wrk's, the only ones reaped meanwhile."""
+    usage = os.times()
+    return usage.children_user + usage.children_system
+
+
+@contextmanager
+def _floor_server(infra: Infra, factory: str, workers: int) -> Iterator[Server]:
+    port = free_port()
+    command = [*uvicorn_command(factory, port, workers), "--factory"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DATABASE_URL": infra.database_url}
+    with server(infra, command, env, name=f"floor-{port}", port=port) as running:
+        yield running
+
+
+async def measure(name: str, variant: str, target: Server, token: str, runs: int, seconds: int) -> Result:
+    await run_wrk(target.base_url, WARMUP_SECONDS, token)
+    target.reset_peak_rss()
+    rates, p50, p99, wrk_cpu, server_cpu, process_cpu = [], [], [], [], [], []
+    errors = 0
+    for _ in range(runs):
+        cpu_before, wrk_before = target.cpu_seconds(), _wrk_cpu_seconds()
+        by_process_before = target.cpu_seconds_by_process()
+        summary = await run_wrk(target.base_url, seconds, token)
+        duration = summary["duration_us"] / 1e6
+        server_cpu.append((target.cpu_seconds() - cpu_before) / duration)
+        by_process = zip(target.cpu_seconds_by_process(), by_process_before, strict=True)
+        process_cpu.append([round((after - before) / duration, 2) for after, before in by_process])
+        wrk_cpu.append((_wrk_cpu_seconds() - wrk_before) / duration)
+        rates.append(summary["requests"] / duration)
+        p50.append(summary["p50_us"] / 1000)
+        p99.append(summary["p99_us"] / 1000)
+        errors += sum(int(summary[k]) for k in ("connect", "read", "write", "status", "timeout"))
+    return Result(
+        "api",
+        variant,
+        "req/s",
+        rates,
+        p50_ms=p50,
+        p99_ms=p99,
+        errors=errors,
+        peak_rss_bytes=target.peak_rss_bytes(),
+        details={
+            "app": name,
+            "server_cpu_cores": statistics.median(server_cpu),
+            # uvicorn --workers shares one listening socket: the 64 connections need not split evenly.
+            "cpu_cores_by_process_per_run": process_cpu,
+            "wrk_cpu_cores": statistics.median(wrk_cpu),
+            "connections": CONNECTIONS,
+            "seconds": seconds,
+        },
+        note=f"server used {statistics.median(server_cpu):.2f} cores, wrk {statistics.median(wrk_cpu):.2f}",
+    )
+
+
+async def api_cases(infra: Infra, runs: int, seconds: int) -> list[Result | Skipped]:
+    reason = wrk_available()
+    if reason is not None:
+        return [Skipped("api", "all", reason)]
+    await seed_users(infra.database_url)
+    token = infra.token("users:read")
+    results: list[Result | Skipped] = []
+    for workers in (1, 2):
+        suffix = f"{workers} worker{'s' if workers > 1 else ''}"
+        with _floor_server(infra, "bench.api_floor:create_raw_app", workers) as raw:
+            results.append(await measure("raw", f"floor raw ASGI, {suffix}", raw, token, runs, seconds))
+        with _floor_server(infra, "bench.api_floor:create_fastapi_app", workers) as bare:
+            bare_result = await measure("bare", f"floor bare FastAPI, {suffix}", bare, token, runs, seconds)
+            bare_result.floor = f"api/floor raw ASGI, {suffix}"
+            results.append(bare_result)
+        with service(infra, SERVICE_ENV, workers=workers) as svc:
+            result = await measure("service", f"service, {suffix}", svc, token, runs, seconds)
+            result.floor = f"api/floor bare FastAPI, {suffix}"
+            result.target = API_TARGET
+            results.append(result)
+    return results
