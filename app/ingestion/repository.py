@@ -127,9 +127,7 @@ async def create_staging(conn: Connection) -> None:
     )
 
 
-async def copy_to_staging(
-    conn: Connection, rows: Iterable[tuple[int, str, bytes]], *, replace: bool
-) -> None:
+async def copy_to_staging(conn: Connection, rows: Iterable[tuple[int, str, bytes]], *, replace: bool) -> None:
     """COPY (record_index, row_hash, canonical JSON) rows into the staging table; `replace` empties it
     first (it is empty at the start of each transaction: ON COMMIT DELETE ROWS)."""
     if replace:
