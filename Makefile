@@ -37,9 +37,9 @@ BENCH_STAMP := $(BENCH_VENV)/.installed
 
 $(BENCH_STAMP): requirements-bench.txt
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
-	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt \
-		|| echo "bench/.venv: requirements-bench.txt did not install; the dlt case will be skipped"
-	touch $(BENCH_STAMP)
+	if $(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt; \
+	then touch $(BENCH_STAMP); \
+	else echo "bench/.venv: requirements-bench.txt did not install; the dlt case will be skipped"; fi
 
 bench-tools: $(STAMP) $(BENCH_STAMP)
 	command -v wrk >/dev/null || { apt-get update -qq && \
@@ -51,6 +51,11 @@ bench: bench-tools
 
 bench-quick: bench-tools
 	$(PY) -m bench --quick
+
+# Headless Chromium for the test that opens the daily report page (Debian/Ubuntu, as root; CI runs it).
+browser:
+	command -v chromium >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -449,9 +449,13 @@ class Ingestor:
             if inserting is not None:
                 tally.changed += await inserting
             await repository.copy_to_staging(conn, chunk, replace=inserting is not None)
-            return asyncio.create_task(
+            task = asyncio.create_task(
                 repository.insert_from_staging(conn, file_id=file_id, bucket=ref.bucket, key=ref.key)
             )
+            # Let the task send its INSERT now: the parser may not yield again until the next chunk
+            # is parsed (the S3 stream's data is often already buffered), and then nothing overlaps.
+            await asyncio.sleep(0)
+            return task
 
         await repository.create_staging(conn)
         chunk: list[tuple[int, str, bytes]] = []
