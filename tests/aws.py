@@ -26,6 +26,16 @@ async def assumed(moto_endpoint: str, role_arn: str) -> list[dict[str, Any]]:
     return [role for role in data.get("sts", {}).get("AssumedRole", []) if role["role_arn"] == role_arn]
 
 
+def queue_depth(sqs: Any, url: str) -> int:
+    """Messages on the queue, visible or in flight."""
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(
+        attributes["ApproximateNumberOfMessagesNotVisible"]
+    )
+
+
 def receive_until(
     sqs: Any, queue_url: str, matches: Callable[[dict[str, Any]], bool], deadline_seconds: float = 15.0
 ) -> dict[str, Any]:

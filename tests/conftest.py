@@ -1,16 +1,21 @@
 """Real servers for the suite: PostgreSQL (embedded, or TEST_DATABASE_URL) and a moto server over HTTP."""
 
 import asyncio
+import json
 import os
 import secrets
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
+import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 
 from app.core.config import Settings
@@ -152,6 +157,37 @@ def spawn_service(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
     yield spawn
     for service in started:
         service.stop()
+
+
+JWKS_KID = "test-key"  # the key id the RS256 test tokens name
+
+
+@pytest.fixture(scope="session")
+def rsa_key() -> rsa.RSAPrivateKey:
+    """The identity provider's signing key for RS256 tests."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="session")
+def jwks_url(rsa_key: rsa.RSAPrivateKey) -> Iterator[str]:
+    """The public half of `rsa_key` served as a JWKS document on loopback, as an identity provider would."""
+    public_jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(rsa_key.public_key()))
+    body = json.dumps({"keys": [{**public_jwk, "kid": JWKS_KID, "use": "sig", "alg": "RS256"}]}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
+    server.shutdown()
 
 
 @pytest.fixture(scope="session")

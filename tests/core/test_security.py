@@ -4,10 +4,8 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from fastapi import FastAPI
 
 from app.core.config import Settings
 from app.main import create_app
+from tests.conftest import JWKS_KID
 from tests.helpers import ALL_SCOPES, TEST_JWT_SECRET, api_only, make_token, problem_of, run_cli
 
 PROTECTED = "/users/nobody-here/personal"  # 404 once authorized: proves the token got through
@@ -74,33 +73,6 @@ async def test_missing_scope_is_403(client: httpx.AsyncClient) -> None:
 
 
 @pytest.fixture(scope="module")
-def rsa_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-@pytest.fixture(scope="module")
-def jwks_url(rsa_key: rsa.RSAPrivateKey) -> Iterator[str]:
-    public_jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(rsa_key.public_key()))
-    body = json.dumps({"keys": [{**public_jwk, "kid": "test-key", "use": "sig", "alg": "RS256"}]}).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
-    server.shutdown()
-
-
-@pytest.fixture(scope="module")
 async def rs_client(settings: Settings, jwks_url: str) -> AsyncIterator[httpx.AsyncClient]:
     rs_settings = api_only(settings).model_copy(
         update={
@@ -118,7 +90,7 @@ async def rs_client(settings: Settings, jwks_url: str) -> AsyncIterator[httpx.As
 
 def _rs_token(key: rsa.RSAPrivateKey, **overrides: Any) -> str:
     claims = _claims(**{"iss": "https://issuer.test/", "aud": "aws-s3-service", **overrides})
-    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": "test-key"})
+    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": JWKS_KID})
 
 
 async def test_rs256_token_from_jwks_passes(rs_client: httpx.AsyncClient, rsa_key: rsa.RSAPrivateKey) -> None:
@@ -146,7 +118,7 @@ async def test_hs256_token_signed_with_the_public_key_is_401(
     public_pem = rsa_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    header = _b64({"alg": "HS256", "typ": "JWT", "kid": "test-key"})
+    header = _b64({"alg": "HS256", "typ": "JWT", "kid": JWKS_KID})
     payload = _b64(_claims(iss="https://issuer.test/", aud="aws-s3-service"))
     signature = hmac.new(public_pem, f"{header}.{payload}".encode(), hashlib.sha256).digest()
     forged = f"{header}.{payload}." + base64.urlsafe_b64encode(signature).rstrip(b"=").decode()

@@ -5,10 +5,8 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -20,6 +18,7 @@ from fastapi import FastAPI
 
 from app.core.config import Settings
 from app.main import create_app
+from tests.conftest import JWKS_KID
 from tests.helpers import ALL_SCOPES, TEST_JWT_SECRET, api_only, problem_of
 
 ISSUER = "https://issuer.test/"
@@ -219,32 +218,6 @@ async def test_issuer_and_audience_are_checked_when_configured(
 
 
 @pytest.fixture(scope="module")
-def rsa_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-@pytest.fixture(scope="module")
-def jwks_url(rsa_key: rsa.RSAPrivateKey) -> Iterator[str]:
-    public_jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(rsa_key.public_key()))
-    body = json.dumps({"keys": [{**public_jwk, "kid": "k1", "use": "sig", "alg": "RS256"}]}).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
-    server.shutdown()
-
-
-@pytest.fixture(scope="module")
 async def rs_only(settings: Settings, jwks_url: str) -> AsyncIterator[httpx.AsyncClient]:
     rs_settings = api_only(settings).model_copy(update={"jwt_secret": None, "jwt_jwks_url": jwks_url})
     application: FastAPI = create_app(rs_settings)
@@ -255,7 +228,7 @@ async def rs_only(settings: Settings, jwks_url: str) -> AsyncIterator[httpx.Asyn
 
 
 def rs256(key: rsa.RSAPrivateKey, **headers: Any) -> str:
-    return jwt.encode(claims(), key, algorithm="RS256", headers={"kid": "k1", **headers})
+    return jwt.encode(claims(), key, algorithm="RS256", headers={"kid": JWKS_KID, **headers})
 
 
 async def test_rs256_token_from_the_jwks_passes(
@@ -274,7 +247,7 @@ async def test_hs256_signed_with_the_public_key_is_401_without_any_secret(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     for secret in (public_pem, public_der):
-        forged = with_hmac({"alg": "HS256", "typ": "JWT", "kid": "k1"}, claims(), secret)
+        forged = with_hmac({"alg": "HS256", "typ": "JWT", "kid": JWKS_KID}, claims(), secret)
         for route in ROUTES:
             response = await call(rs_only, route, forged)
             assert response.status_code == 401, response.text
@@ -290,7 +263,7 @@ async def test_an_hs256_token_with_the_old_dev_secret_is_401_on_an_rs_only_app(
     "headers",
     [
         pytest.param({"kid": "unknown"}, id="unknown-kid"),
-        pytest.param({"kid": "k1", "jku": "http://127.0.0.1:9/evil.json"}, id="jku-to-attacker-keys"),
+        pytest.param({"kid": JWKS_KID, "jku": "http://127.0.0.1:9/evil.json"}, id="jku-to-attacker-keys"),
         pytest.param({"kid": "../../k1"}, id="kid-path-traversal"),
         pytest.param({"kid": "k1' OR '1'='1"}, id="kid-injection"),
     ],

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from app.ingestion.service import redrive
 from app.main import create_app
+from tests.aws import queue_depth
 from tests.ingestion.helpers import s3_event, wait_for_file, wait_until
 
 OBJECTS = 3
@@ -27,15 +28,6 @@ class DiesBeforeDelete:
 
     async def delete_message_batch(self, **_: Any) -> Any:
         raise ConnectionResetError("the redrive process died")
-
-
-def depth(sqs: Any, url: str) -> int:
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-    )["Attributes"]
-    return int(attributes["ApproximateNumberOfMessages"]) + int(
-        attributes["ApproximateNumberOfMessagesNotVisible"]
-    )
 
 
 @pytest.fixture
@@ -71,8 +63,8 @@ async def test_redrive_interrupted_between_send_and_delete_duplicates_but_never_
         await redrive(DiesBeforeDelete(app.state.aws.sqs), source, dlq, 10, visibility_seconds=1)
 
     # The batch reached the source queue, and is still in the DLQ: duplicated, not lost.
-    assert depth(sqs, source) == OBJECTS
-    await wait_until(lambda: depth(sqs, dlq) == OBJECTS)
+    assert queue_depth(sqs, source) == OBJECTS
+    await wait_until(lambda: queue_depth(sqs, dlq) == OBJECTS)
 
     # Once the batch is visible in the DLQ again, the next redrive moves it.
     async def moved_again() -> bool:
@@ -80,8 +72,8 @@ async def test_redrive_interrupted_between_send_and_delete_duplicates_but_never_
         return result.moved > 0
 
     await wait_until(moved_again)
-    assert depth(sqs, dlq) == 0
-    assert depth(sqs, source) == 2 * OBJECTS
+    assert queue_depth(sqs, dlq) == 0
+    assert queue_depth(sqs, source) == 2 * OBJECTS
     await check_processed_once(app, source, sqs, db, quiet_bucket, keys)
 
 
@@ -98,7 +90,7 @@ async def check_processed_once(
         for key in keys:
             row = await wait_for_file(db, bucket, key)
             assert (row["status"], row["rows_inserted"]) == ("completed", 2)
-        await wait_until(lambda: depth(sqs, source) == 0, 60)  # the duplicates were acknowledged
+        await wait_until(lambda: queue_depth(sqs, source) == 0, 60)  # the duplicates were acknowledged
     files = await db.fetchval("SELECT count(*) FROM file_processing_log WHERE bucket = $1", bucket)
     rows = await db.fetchval("SELECT count(*) FROM processed_data WHERE bucket = $1", bucket)
     assert (files, rows) == (OBJECTS, 2 * OBJECTS)

@@ -11,7 +11,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from devtools.bootstrap import bootstrap_aws
-from tests.aws import AWS_REGION
+from tests.aws import AWS_REGION, queue_depth
 from tests.ingestion.helpers import wait_until
 
 
@@ -105,15 +105,6 @@ def errors_logged(log_path: Path) -> list[str]:
         for line in log_path.read_text().splitlines()
         if line.startswith("{") and json.loads(line)["level"] in ("ERROR", "CRITICAL")
     ]
-
-
-def queue_depth(sqs: Any, url: str) -> int:
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-    )["Attributes"]
-    return int(attributes["ApproximateNumberOfMessages"]) + int(
-        attributes["ApproximateNumberOfMessagesNotVisible"]
-    )
 
 
 async def scrape(url: str) -> dict[str, float]:
