@@ -102,6 +102,10 @@ def _validation_problem(exc: RequestValidationError) -> ProblemResponse:
     )
 
 
+class BackingServiceDown(Exception):
+    """A dependency (database, S3, SQS) failed in a way worth retrying later: a 503 at the edge."""
+
+
 def _unavailable_problem() -> ProblemResponse:
     return problem(
         HTTPStatus.SERVICE_UNAVAILABLE,
@@ -150,6 +154,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation(_: Request, exc: RequestValidationError) -> ProblemResponse:
         return _validation_problem(exc)
 
+    @app.exception_handler(BackingServiceDown)
     @app.exception_handler(asyncpg.PostgresConnectionError)
     @app.exception_handler(asyncpg.InterfaceError)
     @app.exception_handler(OSError)

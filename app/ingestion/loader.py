@@ -24,6 +24,7 @@ from app.core import aws
 from app.core.config import Settings
 from app.core.cross_account import RoleAssumptionDenied
 from app.core.db import Connection
+from app.core.errors import BackingServiceDown
 from app.ingestion import repository
 from app.ingestion.envelopes import ObjectRef
 from app.ingestion.parsers import ParseError, Record, RecordStream, detect_format
@@ -58,7 +59,7 @@ FILE_SECONDS = Histogram(
 Status = Literal["completed", "failed", "skipped", "duplicate", "busy", "excluded"]
 
 
-class Transient(Exception):
+class Transient(BackingServiceDown):
     """A failure worth retrying later (a dependency is down or throttling); the claim is released."""
 
 

@@ -10,7 +10,7 @@ from datetime import datetime
 from http import HTTPStatus
 from typing import Any
 
-from app.core.errors import Conflict, DomainError, NotFound, ServiceUnavailable
+from app.core.errors import Conflict, DomainError, NotFound
 from app.files.keys import validate_key
 from app.ingestion import repository
 from app.ingestion.envelopes import ObjectRef
@@ -75,15 +75,9 @@ class BackgroundLoads:
                 await task
 
 
-async def _claim(ingestor: Ingestor, ref: ObjectRef, *, resolve: bool = True) -> Claimed | IngestOutcome:
-    try:
-        return await ingestor.claim(ref, "api", resolve=resolve)
-    except Transient:
-        raise ServiceUnavailable("A backing service is unavailable; retry shortly.") from None
-
-
 async def ingest_now(ingestor: Ingestor, loads: BackgroundLoads, bucket: str, key: str) -> IngestAccepted:
-    claimed = await _claim(ingestor, ObjectRef(bucket, validate_key(key, "body"), None, None, None))
+    # A Transient failure (database or S3 down) is a BackingServiceDown: the client gets a 503.
+    claimed = await ingestor.claim(ObjectRef(bucket, validate_key(key, "body"), None, None, None), "api")
     if isinstance(claimed, IngestOutcome):
         return IngestAccepted(file_id=claimed.file_id, status=claimed.status)
     loads.start(claimed)
@@ -99,7 +93,7 @@ async def retry(pool: Any, ingestor: Ingestor, loads: BackgroundLoads, file_id: 
                 raise NotFound(f"No file with id {file_id}.")
             raise Conflict(f"File {file_id} is {existing.status}; only failed files can be retried.")
     ref = ObjectRef(reopened.bucket, reopened.key, reopened.version_id, reopened.etag, reopened.size_bytes)
-    claimed = await _claim(ingestor, ref, resolve=False)
+    claimed = await ingestor.claim(ref, "api", resolve=False)
     if isinstance(claimed, IngestOutcome):
         return IngestAccepted(file_id=claimed.file_id, status=claimed.status)
     loads.start(claimed)

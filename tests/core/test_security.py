@@ -17,9 +17,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 
 from app.core.config import Settings
+from app.core.security import TokenVerifier, Unauthorized, mint_token
 from app.main import create_app
 from tests.conftest import JWKS_KID
 from tests.helpers import ALL_SCOPES, TEST_JWT_SECRET, api_only, make_token, problem_of, run_cli
+from tests.ingestion.helpers import wait_until
 
 PROTECTED = "/users/nobody-here/personal"  # 404 once authorized: proves the token got through
 
@@ -147,3 +149,21 @@ def test_token_cli_refuses_unknown_scope(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "admin" in result.stderr
     assert result.stdout == ""
+
+
+async def test_a_remembered_token_is_refused_once_it_expires(settings: Settings) -> None:
+    """Verified tokens are remembered (no signature check per request), but never past their `exp`."""
+    verifier = TokenVerifier(settings.model_copy(update={"jwt_leeway_seconds": 0}))
+    token = mint_token(TEST_JWT_SECRET, subject="short", scopes=["users:read"], ttl_seconds=2)
+
+    assert (await verifier.verify(token)).subject == "short"
+    assert (await verifier.verify(token)).scopes == frozenset({"users:read"})  # from memory
+
+    async def refused() -> bool:
+        try:
+            await verifier.verify(token)
+        except Unauthorized:
+            return True
+        return False
+
+    await wait_until(refused, deadline_seconds=10)

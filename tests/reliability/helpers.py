@@ -45,6 +45,13 @@ def jsonl(file_number: int, rows: int) -> bytes:
     )
 
 
+def put_files(s3: Any, env: dict[str, str], prefix: str, rows_by_file: dict[int, int]) -> None:
+    """One JSON Lines object per file number under `prefix`, as a data owner drops them in the bucket."""
+    for number, rows in rows_by_file.items():
+        key = f"{prefix}/{number:02d}.jsonl"
+        s3.put_object(Bucket=env["S3_BUCKET_NAME"], Key=key, Body=jsonl(number, rows))
+
+
 async def file_statuses(db: asyncpg.Connection, bucket: str) -> list[asyncpg.Record]:
     return await db.fetch(
         "SELECT key, status, attempts, rows_inserted FROM file_processing_log WHERE bucket = $1", bucket

@@ -20,6 +20,7 @@ from tests.reliability.helpers import (
     errors_logged,
     isolated_env,
     jsonl,
+    put_files,
     queue_depth,
     scrape,
     service_env_of,
@@ -100,10 +101,7 @@ async def test_database_outage_during_ingestion_and_api_traffic(
     await service.await_healthy()
     rows_by_file = dict.fromkeys(range(20), 3_000)
     async with Traffic(service.url) as traffic:
-        for number, rows in rows_by_file.items():
-            s3.put_object(
-                Bucket=env["S3_BUCKET_NAME"], Key=f"db/{number:02d}.jsonl", Body=jsonl(number, rows)
-            )
+        put_files(s3, env, "db", rows_by_file)
         await asyncio.sleep(0.5)  # ingestion under way: take the database away mid-flight
         await proxy.cut()
         during = len(traffic.answers)
@@ -139,8 +137,7 @@ async def test_s3_and_sqs_outage_backs_off_and_loses_nothing(
     service = spawn_service({**service_env_of(env), "AWS_ENDPOINT_URL": proxied})
     await service.await_healthy()
     rows_by_file = dict.fromkeys(range(20), 2_000)
-    for number, rows in rows_by_file.items():
-        s3.put_object(Bucket=env["S3_BUCKET_NAME"], Key=f"aws/{number:02d}.jsonl", Body=jsonl(number, rows))
+    put_files(s3, env, "aws", rows_by_file)
     await asyncio.sleep(0.5)
     await proxy.cut()
     async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:

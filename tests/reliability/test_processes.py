@@ -19,6 +19,7 @@ from tests.reliability.helpers import (
     assert_exactly_once,
     isolated_env,
     jsonl,
+    put_files,
     service_env_of,
     wait_all_completed,
     wait_for_status,
@@ -89,8 +90,7 @@ async def test_kill_9_at_random_points_loses_nothing_and_loads_nothing_twice(
     rows_by_file = {number: rng.choice([10, 2_000, 40_000, 40_000]) for number in range(24)}
     service = spawn_service(service_env_of(env))
     await service.await_healthy()
-    for number, rows in rows_by_file.items():
-        s3.put_object(Bucket=env["S3_BUCKET_NAME"], Key=f"kill/{number:02d}.jsonl", Body=jsonl(number, rows))
+    put_files(s3, env, "kill", rows_by_file)
 
     # Even rounds kill while a file is being loaded (mid-COPY, or just after its commit, before the
     # delete); odd rounds at a random moment after start-up (often before any claim).
