@@ -1,4 +1,7 @@
-"""Request dependencies on the lifespan's resources, declared once as Annotated aliases."""
+"""Request dependencies on the lifespan's resources, declared once as Annotated aliases.
+
+They are `async def` although they do not await: FastAPI runs a plain `def` dependency in its thread
+pool, a thread hop per request for an attribute read."""
 
 from typing import Annotated
 
@@ -9,15 +12,15 @@ from app.core.aws import AwsClients
 from app.core.config import Settings
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def _aws(request: Request) -> AwsClients:
+async def _aws(request: Request) -> AwsClients:
     return request.app.state.aws  # type: ignore[no-any-return]
 
 
-def _pool(request: Request) -> asyncpg.Pool:
+async def _pool(request: Request) -> asyncpg.Pool:
     return request.app.state.pool  # type: ignore[no-any-return]
 
 

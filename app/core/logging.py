@@ -55,6 +55,10 @@ def configure_logging(level: str, fmt: str) -> None:
             _SafeTextFormatter("%(asctime)s %(levelname)s [%(correlation_id)s] %(name)s %(message)s")
         )
     handler.set_name(HANDLER_NAME)
+    # No log line shows the thread or process; looking them up is paid on every record otherwise.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     # Replace only our own handler, so a test harness's capture handler survives.
     root.handlers[:] = [h for h in root.handlers if h.get_name() != HANDLER_NAME] + [handler]

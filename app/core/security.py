@@ -3,14 +3,14 @@
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Annotated, Any
+from typing import Any
 
 import jwt
-from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Request
+from fastapi.security import HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 
 from app.core.config import AuthSettings
 from app.core.errors import DomainError, ServiceUnavailable
@@ -29,10 +29,9 @@ RS256 = "RS256"
 VERIFIED_CACHE_SECONDS = 60.0  # how long a verified token is trusted without checking it again
 VERIFIED_CACHE_SIZE = 10_000  # tokens remembered (least recently used first out)
 
-_bearer = HTTPBearer(
-    auto_error=False,
-    description="A JWT with a space-separated `scope` claim. "
-    "Dev tokens: `python -m app token --scopes '...'`.",
+BEARER_SCHEME = "HTTPBearer"  # the OpenAPI security scheme's name
+BEARER_DESCRIPTION = (
+    "A JWT with a space-separated `scope` claim. Dev tokens: `python -m app token --scopes '...'`."
 )
 
 
@@ -146,24 +145,26 @@ def mint_token(
     return jwt.encode(claims, secret, algorithm=HS256)
 
 
-async def authenticate(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Unauthorized("A bearer token is required.")
-    verifier: TokenVerifier = request.app.state.token_verifier
-    return await verifier.verify(credentials.credentials)
+class RequireScope(HTTPBearer):
+    """A route dependency: the bearer token's principal, if the token holds `scope`.
 
+    It is the bearer security scheme itself (Swagger's Authorize button applies to the route) and
+    the check in one dependency with no sub-dependencies: FastAPI pays for every level of
+    dependencies on every request, and this runs on nearly all of them.
+    """
 
-def requires(scope: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
-    """A dependency that authenticates and checks one scope."""
-    if scope not in SCOPES:
-        raise ValueError(f"unknown scope {scope!r}")
+    def __init__(self, scope: str) -> None:
+        if scope not in SCOPES:
+            raise ValueError(f"unknown scope {scope!r}")
+        super().__init__(auto_error=False, scheme_name=BEARER_SCHEME, description=BEARER_DESCRIPTION)
+        self.scope = scope
 
-    async def check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
-        if scope not in principal.scopes:
-            raise Forbidden(f"This operation needs the `{scope}` scope.")
+    async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
+        scheme, credentials = get_authorization_scheme_param(request.headers.get("authorization"))
+        if scheme.lower() != "bearer" or not credentials:
+            raise Unauthorized("A bearer token is required.")
+        verifier: TokenVerifier = request.app.state.token_verifier
+        principal = await verifier.verify(credentials)
+        if self.scope not in principal.scopes:
+            raise Forbidden(f"This operation needs the `{self.scope}` scope.")
         return principal
-
-    return check

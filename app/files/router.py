@@ -14,7 +14,7 @@ from app.core.config import Settings
 from app.core.deps import AppSettings, Aws
 from app.core.errors import problem_responses
 from app.core.http import BodyTooLarge, require_json
-from app.core.security import Principal, requires
+from app.core.security import Principal, RequireScope
 from app.files import service
 from app.files.keys import content_type_for, validate_key
 from app.files.multipart import BadForm, boundary_of, read_form
@@ -22,8 +22,8 @@ from app.files.storage import StreamingUpload
 
 router = APIRouter(prefix="/s3", tags=["s3"], responses=problem_responses(401, 403))
 
-Reader = Annotated[Principal, Depends(requires("s3:read"))]
-Writer = Annotated[Principal, Depends(requires("s3:write"))]
+Reader = Annotated[Principal, Depends(RequireScope("s3:read"))]
+Writer = Annotated[Principal, Depends(RequireScope("s3:write"))]
 NOTIFICATION_HEADER = "X-Notification-Published"
 
 

@@ -5,11 +5,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
-from app.core.db import DbConn
+from app.core.db import connection, transaction
 from app.core.deps import AppSettings, Aws, DbPool
 from app.core.errors import NotFound, ServiceUnavailable, problem_responses
 from app.core.http import require_json
-from app.core.security import Principal, requires
+from app.core.security import Principal, RequireScope
 from app.ingestion import repository, service
 from app.ingestion.consumer import find_dead_letter_queue
 from app.ingestion.schemas import (
@@ -24,13 +24,13 @@ from app.ingestion.schemas import (
 
 router = APIRouter(prefix="/ingestion", tags=["ingestion"], responses=problem_responses(401, 403))
 
-Reader = Annotated[Principal, Depends(requires("ingestion:read"))]
-Writer = Annotated[Principal, Depends(requires("ingestion:write"))]
+Reader = Annotated[Principal, Depends(RequireScope("ingestion:read"))]
+Writer = Annotated[Principal, Depends(RequireScope("ingestion:write"))]
 FileId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 MAX_REDRIVE = 1000  # per call, so one request stays short; call again for more
 
 
-def _loads(request: Request) -> service.BackgroundLoads:
+async def _loads(request: Request) -> service.BackgroundLoads:
     return request.app.state.background_loads  # type: ignore[no-any-return]
 
 
@@ -44,7 +44,7 @@ Loads = Annotated[service.BackgroundLoads, Depends(_loads)]
     responses=problem_responses(422),
 )
 async def list_files(
-    conn: DbConn,
+    pool: DbPool,
     _: Reader,
     status: FileStatus | None = None,
     # PostgreSQL text cannot hold U+0000, so no stored key has it: refused rather than a driver error.
@@ -54,9 +54,10 @@ async def list_files(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> FilePage:
     after = service.decode_cursor(cursor) if cursor else None
-    rows = await repository.list_files(
-        conn, status=status, key_prefix=key_prefix, since=since, after=after, limit=limit + 1
-    )
+    async with connection(pool) as conn:
+        rows = await repository.list_files(
+            conn, status=status, key_prefix=key_prefix, since=since, after=after, limit=limit + 1
+        )
     page, more = rows[:limit], len(rows) > limit
     return FilePage(items=page, next_cursor=service.encode_cursor(page[-1]) if more else None)
 
@@ -64,8 +65,9 @@ async def list_files(
 @router.get(
     "/files/{file_id}", response_model=FileRow, summary="One file", responses=problem_responses(404, 422)
 )
-async def get_file(file_id: FileId, conn: DbConn, _: Reader) -> FileRow:
-    row = await repository.get_file(conn, file_id)
+async def get_file(file_id: FileId, pool: DbPool, _: Reader) -> FileRow:
+    async with connection(pool) as conn:
+        row = await repository.get_file(conn, file_id)
     if row is None:
         raise NotFound(f"No file with id {file_id}.")
     return row
@@ -120,6 +122,7 @@ async def redrive(
     "/report", response_model=DailyReport, summary="Daily summary (UTC)", responses=problem_responses(422)
 )
 async def report(
-    conn: DbConn, _: Reader, day: Annotated[date | None, Query(alias="date")] = None
+    pool: DbPool, _: Reader, day: Annotated[date | None, Query(alias="date")] = None
 ) -> DailyReport:
-    return await repository.daily_report(conn, day or datetime.now(UTC).date())
+    async with transaction(pool) as conn:
+        return await repository.daily_report(conn, day or datetime.now(UTC).date())

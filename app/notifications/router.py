@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends
 from app.core.deps import AppSettings, Aws
 from app.core.errors import problem_responses
 from app.core.http import require_json
-from app.core.security import Principal, requires
+from app.core.security import Principal, RequireScope
 from app.ingestion.envelopes import Unrecognized, classify
 from app.notifications import publisher
 from app.notifications.schemas import PublishRequest, PublishResponse
@@ -28,7 +28,7 @@ async def publish(
     body: PublishRequest,
     aws: Aws,
     settings: AppSettings,
-    _: Annotated[Principal, Depends(requires("sns:publish"))],
+    _: Annotated[Principal, Depends(RequireScope("sns:publish"))],
 ) -> Any:
     text = body.message if isinstance(body.message, str) else json.dumps(body.message)
     if not isinstance(classify(text), Unrecognized):

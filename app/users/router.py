@@ -5,11 +5,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Response
 from pydantic import BaseModel
 
-from app.core.db import DbConn, DbReadConn, transaction
+from app.core.db import connection, transaction
 from app.core.deps import AppSettings, Aws, DbPool
 from app.core.errors import problem_responses
 from app.core.http import require_json
-from app.core.security import Principal, requires
+from app.core.security import Principal, RequireScope
 from app.users import service
 from app.users.schemas import (
     USER_ID_PATTERN,
@@ -40,8 +40,8 @@ UserIdPath = Annotated[
         description="1-128 of A-Z a-z 0-9 . _ -",
     ),
 ]
-Reader = Annotated[Principal, Depends(requires("users:read"))]
-Writer = Annotated[Principal, Depends(requires("users:write"))]
+Reader = Annotated[Principal, Depends(RequireScope("users:read"))]
+Writer = Annotated[Principal, Depends(RequireScope("users:write"))]
 
 
 def _add_record_routes(
@@ -59,11 +59,12 @@ def _add_record_routes(
         dependencies=[Depends(require_json)],
         responses=problem_responses(400, 409, 413, 415, 422),
     )
-    async def create(body: create_model, conn: DbConn, principal: Writer) -> Any:  # type: ignore[valid-type]
-        return await service.create(conn, principal, kind, body)
+    async def create(body: create_model, pool: DbPool, principal: Writer) -> Any:  # type: ignore[valid-type]
+        async with transaction(pool) as conn:
+            return await service.create(conn, principal, kind, body)
 
     # An audited read and its audit row commit together; an unaudited one is a single SELECT.
-    ReadConn = DbConn if kind in service.AUDITED else DbReadConn
+    read_connection = transaction if kind in service.AUDITED else connection
 
     @router.get(
         f"/{{user_id}}/{kind}",
@@ -72,8 +73,9 @@ def _add_record_routes(
         summary=f"Get a user's {kind} record",
         responses=problem_responses(404, 422),
     )
-    async def read(user_id: UserIdPath, conn: ReadConn, principal: Reader) -> Any:  # type: ignore[valid-type]
-        return await service.get(conn, principal, kind, user_id)
+    async def read(user_id: UserIdPath, pool: DbPool, principal: Reader) -> Any:
+        async with read_connection(pool) as conn:
+            return await service.get(conn, principal, kind, user_id)
 
     @router.patch(
         f"/{{user_id}}/{kind}",
@@ -86,10 +88,11 @@ def _add_record_routes(
     async def update(
         user_id: UserIdPath,
         body: update_model,  # type: ignore[valid-type]
-        conn: DbConn,
+        pool: DbPool,
         principal: Writer,
     ) -> Any:
-        return await service.update(conn, principal, kind, user_id, body.changes())
+        async with transaction(pool) as conn:
+            return await service.update(conn, principal, kind, user_id, body.changes())
 
     @router.delete(
         f"/{{user_id}}/{kind}",
@@ -98,8 +101,9 @@ def _add_record_routes(
         summary=f"Delete a user's {kind} record",
         responses=problem_responses(404, 422),
     )
-    async def delete(user_id: UserIdPath, conn: DbConn, principal: Writer) -> Response:
-        await service.delete(conn, principal, kind, user_id)
+    async def delete(user_id: UserIdPath, pool: DbPool, principal: Writer) -> Response:
+        async with transaction(pool) as conn:
+            await service.delete(conn, principal, kind, user_id)
         return Response(status_code=204)
 
 
@@ -111,9 +115,18 @@ def _add_file_route(kind: RecordType) -> None:
         responses=problem_responses(404, 422, 502, 503),
     )
     async def read_file(
-        user_id: UserIdPath, conn: DbConn, aws: Aws, settings: AppSettings, principal: Reader
+        user_id: UserIdPath, pool: DbPool, aws: Aws, settings: AppSettings, principal: Reader
     ) -> Any:
-        return await service.get_file(conn, principal, aws, settings, kind, user_id)
+        async with transaction(pool) as conn:
+            return await service.get_file(conn, principal, aws, settings, kind, user_id)
+
+
+# The record routes first: they are the most requested, and Starlette tries routes in order.
+_add_record_routes(RecordType.PERSONAL, PersonalCreate, PersonalUpdate, PersonalRead)
+_add_record_routes(RecordType.FINANCIAL, FinancialCreate, FinancialUpdate, FinancialRead)
+_add_record_routes(RecordType.HEALTH, HealthCreate, HealthUpdate, HealthRead)
+for _kind in RecordType:
+    _add_file_route(_kind)
 
 
 @router.get(
@@ -123,9 +136,10 @@ def _add_file_route(kind: RecordType) -> None:
     responses=problem_responses(404, 422, 502, 503),
 )
 async def get_user_files(
-    user_id: UserIdPath, conn: DbConn, aws: Aws, settings: AppSettings, principal: Reader
+    user_id: UserIdPath, pool: DbPool, aws: Aws, settings: AppSettings, principal: Reader
 ) -> UserFiles:
-    return await service.get_all_files(conn, principal, aws, settings, user_id)
+    async with transaction(pool) as conn:
+        return await service.get_all_files(conn, principal, aws, settings, user_id)
 
 
 @router.post(
@@ -146,18 +160,12 @@ async def send_to_sqs(
     return SendResponse(user_id=body.user_id, message_ids=message_ids)
 
 
-for _kind in RecordType:
-    _add_file_route(_kind)
-_add_record_routes(RecordType.PERSONAL, PersonalCreate, PersonalUpdate, PersonalRead)
-_add_record_routes(RecordType.FINANCIAL, FinancialCreate, FinancialUpdate, FinancialRead)
-_add_record_routes(RecordType.HEALTH, HealthCreate, HealthUpdate, HealthRead)
-
-
 @router.get(
     "/{user_id}",
     response_model=UserRecords,
     summary="Get all of a user's records (null for a missing part)",
     responses=problem_responses(404, 422),
 )
-async def get_user(user_id: UserIdPath, conn: DbConn, principal: Reader) -> UserRecords:
-    return await service.get_all(conn, principal, user_id)
+async def get_user(user_id: UserIdPath, pool: DbPool, principal: Reader) -> UserRecords:
+    async with transaction(pool) as conn:
+        return await service.get_all(conn, principal, user_id)
