@@ -1,16 +1,16 @@
 """asyncpg pool, a request's connection or transaction, versioned SQL migrations under an advisory lock."""
 
+import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import orjson
-from asyncpg.pool import PoolAcquireContext
 
 from app.core.config import DatabaseSettings
 
@@ -54,8 +54,72 @@ async def _keep_session(conn: Connection) -> None:
     round trip on every request making sure of it."""
 
 
-async def create_pool(settings: DatabaseSettings) -> asyncpg.Pool:
-    return await asyncpg.create_pool(
+class FairPool(asyncpg.Pool):
+    """asyncpg's pool, handing connections out in the order they were asked for.
+
+    asyncpg keeps its waiters in an asyncio.Queue, where a newcomer takes a connection released for a
+    waiter before that waiter runs, and the waiter goes back to the end of the line: with more requests
+    than connections, some wait for seconds (the API benchmark's p99 and max). A FIFO semaphore of the
+    pool's size in front of it admits waiters in order, and an admitted one always finds a free
+    connection. Every acquire (context manager, `await`, and the pool's fetch/execute shortcuts) and
+    every release goes through it. The acquire timeout bounds the wait for a turn.
+    """
+
+    __slots__ = ("_turns",)
+
+    def __init__(self, dsn: str, *, max_size: int, **kwargs: Any) -> None:
+        super().__init__(dsn, max_size=max_size, **kwargs)
+        self._turns = asyncio.Semaphore(max_size)
+
+    def acquire(self, *, timeout: float | None = None) -> "_FairAcquire":  # type: ignore[override]
+        return _FairAcquire(self, timeout)
+
+    async def _acquire_in_turn(self, wait_limit: float | None) -> Connection:
+        if self._turns.locked() and wait_limit is not None:
+            async with asyncio.timeout(wait_limit):
+                await self._turns.acquire()
+        else:
+            await self._turns.acquire()
+        try:
+            # A free connection is there: no timeout wrapper (opening a new one has its own timeout).
+            return await super().acquire()  # type: ignore[no-any-return]
+        except BaseException:
+            self._turns.release()
+            raise
+
+    async def release(
+        self,
+        connection: Connection,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109  (asyncpg's signature)
+    ) -> None:
+        try:
+            await super().release(connection, timeout=timeout)
+        finally:
+            self._turns.release()
+
+
+class _FairAcquire:
+    def __init__(self, pool: FairPool, timeout: float | None) -> None:
+        self._pool = pool
+        self._timeout = timeout
+        self._connection: Connection | None = None
+
+    def __await__(self) -> Generator[Any, None, Connection]:
+        return self._pool._acquire_in_turn(self._timeout).__await__()
+
+    async def __aenter__(self) -> Connection:
+        self._connection = await self._pool._acquire_in_turn(self._timeout)
+        return self._connection
+
+    async def __aexit__(self, *_: object) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await self._pool.release(connection)
+
+
+async def create_pool(settings: DatabaseSettings) -> FairPool:
+    pool = FairPool(
         str(settings.database_url),
         init=_init_connection,
         reset=_keep_session,
@@ -64,7 +128,15 @@ async def create_pool(settings: DatabaseSettings) -> asyncpg.Pool:
         command_timeout=settings.db_command_timeout_seconds,
         timeout=settings.db_connect_timeout_seconds,
         server_settings={"application_name": "aws-s3-service"},
+        # asyncpg.create_pool's defaults, which the constructor does not have.
+        max_queries=50_000,
+        max_inactive_connection_lifetime=300.0,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
     )
+    await pool
+    return pool
 
 
 async def apply_migrations(conn: Connection) -> list[str]:
@@ -129,16 +201,10 @@ async def exclusive(pool: asyncpg.Pool, lock_key: int) -> AsyncIterator[bool]:
 # exit in an anyio cancel scope, a fifth of a simple read's CPU in the API benchmark.)
 
 
-def _acquire(pool: asyncpg.Pool) -> PoolAcquireContext:
-    """The pool's acquire context. The timeout only matters when every connection is busy: an idle
-    one is handed over at once, and asyncpg's timeout wrapper costs a tenth of a simple read's CPU."""
-    return pool.acquire(timeout=None if pool.get_idle_size() else POOL_ACQUIRE_TIMEOUT_SECONDS)
-
-
 @asynccontextmanager
 async def transaction(pool: asyncpg.Pool) -> AsyncIterator[Connection]:
     """A pooled connection inside a transaction that commits on a clean exit."""
-    async with _acquire(pool) as conn, conn.transaction():
+    async with pool.acquire(timeout=POOL_ACQUIRE_TIMEOUT_SECONDS) as conn, conn.transaction():
         yield conn
 
 
@@ -146,5 +212,5 @@ async def transaction(pool: asyncpg.Pool) -> AsyncIterator[Connection]:
 async def connection(pool: asyncpg.Pool) -> AsyncIterator[Connection]:
     """A pooled connection without a transaction, for one read-only statement (BEGIN and COMMIT would be
     two more round trips for nothing)."""
-    async with _acquire(pool) as conn:
+    async with pool.acquire(timeout=POOL_ACQUIRE_TIMEOUT_SECONDS) as conn:
         yield conn
