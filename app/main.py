@@ -1,6 +1,7 @@
 """create_app() and the lifespan that owns the settings, the database pool and the AWS clients."""
 
 import asyncio
+import gc
 import logging
 import re
 import sys
@@ -87,6 +88,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             # Registered last, so it stops first: in-flight files still have the pool and clients.
             stack.push_async_callback(consumer.stop)
             app.state.consumer = consumer
+        # What start-up built (AWS clients and their service models, the app, the pool) lives as long
+        # as the process: frozen out of the collector's sight, a full collection stops walking it every
+        # second or two under load (~100 ms pauses, every request in flight waiting: the API's p99).
+        # Start-up's own garbage is collected first, so none of it is frozen.
+        gc.collect()
+        gc.freeze()
         logger.info("service started", extra={"consumer": settings.sqs_consumer_enabled})
         yield
         logger.info("service stopping")

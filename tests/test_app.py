@@ -1,5 +1,6 @@
 """App-wide behaviour: health, readiness, metrics, request ids and problem+json for every error path."""
 
+import json
 import logging
 from collections.abc import AsyncIterator
 
@@ -55,6 +56,24 @@ async def test_metrics_exposes_request_counts_by_route_template(client: httpx.As
     assert 'route="/users/{user_id}/personal",status="404"' in text
     assert "someone-unknown" not in text
     assert "http_request_duration_seconds_bucket" in text
+
+
+async def test_each_request_logs_one_json_access_line_with_route_template_and_request_id(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="app.access"):
+        response = await client.get(
+            "/users/someone-unknown/personal", headers={**bearer(), "X-Request-ID": "trace-77"}
+        )
+    assert response.status_code == 404
+    ours = next(h for h in logging.getLogger().handlers if h.get_name() == HANDLER_NAME)
+    lines = [json.loads(ours.format(r)) for r in caplog.records if r.name == "app.access"]
+    assert len(lines) == 1
+    line = lines[0]
+    assert line["route"] == "/users/{user_id}/personal"
+    assert (line["method"], line["status"], line["request_id"]) == ("GET", 404, "trace-77")
+    assert line["duration_ms"] >= 0
+    assert "someone-unknown" not in json.dumps(line)
 
 
 async def test_request_id_is_echoed_when_sent(client: httpx.AsyncClient) -> None:
