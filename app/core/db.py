@@ -65,11 +65,14 @@ class FairPool(asyncpg.Pool):
     every release goes through it. The acquire timeout bounds the wait for a turn.
     """
 
-    __slots__ = ("_turns",)
+    __slots__ = ("_lent", "_turns")
 
     def __init__(self, dsn: str, *, max_size: int, **kwargs: Any) -> None:
         super().__init__(dsn, max_size=max_size, **kwargs)
         self._turns = asyncio.Semaphore(max_size)
+        # id -> connection handed out and not yet released: a turn is given back once per connection
+        # handed out, whatever else release() is called with.
+        self._lent: dict[int, Connection] = {}
 
     def acquire(self, *, timeout: float | None = None) -> "_FairAcquire":  # type: ignore[override]
         return _FairAcquire(self, timeout)
@@ -82,10 +85,12 @@ class FairPool(asyncpg.Pool):
             await self._turns.acquire()
         try:
             # A free connection is there: no timeout wrapper (opening a new one has its own timeout).
-            return await super().acquire()  # type: ignore[no-any-return]
+            connection: Connection = await super().acquire()
         except BaseException:
             self._turns.release()
             raise
+        self._lent[id(connection)] = connection
+        return connection
 
     async def release(
         self,
@@ -96,7 +101,8 @@ class FairPool(asyncpg.Pool):
         try:
             await super().release(connection, timeout=timeout)
         finally:
-            self._turns.release()
+            if self._lent.pop(id(connection), None) is not None:
+                self._turns.release()
 
 
 class _FairAcquire:

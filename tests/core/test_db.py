@@ -3,15 +3,22 @@
 import asyncio
 from collections.abc import AsyncIterator
 
+import asyncpg
 import pytest
 
 from app.core import db
 from app.core.config import Settings
 
 
+async def _pool_of(settings: Settings, size: int) -> db.FairPool:
+    return await db.create_pool(
+        settings.model_copy(update={"db_pool_min_size": size, "db_pool_max_size": size})
+    )
+
+
 @pytest.fixture
 async def one_connection_pool(settings: Settings) -> AsyncIterator[db.FairPool]:
-    pool = await db.create_pool(settings.model_copy(update={"db_pool_min_size": 1, "db_pool_max_size": 1}))
+    pool = await _pool_of(settings, 1)
     try:
         yield pool
     finally:
@@ -23,7 +30,7 @@ async def test_no_waiter_is_overtaken_more_than_once_by_each_other_one(settings:
     # waiters, who go back to the end of the line: under load some requests waited for seconds (here
     # a waiter saw about 40 others served, twice the fair bound).
     workers = 20
-    pool = await db.create_pool(settings.model_copy(update={"db_pool_min_size": 2, "db_pool_max_size": 2}))
+    pool = await _pool_of(settings, 2)
     served = most_served_while_waiting = 0
 
     async def request_loop() -> None:
@@ -57,3 +64,23 @@ async def test_waiting_longer_than_the_acquire_timeout_fails_and_gives_the_turn_
         assert await conn.fetchval("SELECT 1") == 1
         with pytest.raises(TimeoutError):
             await pool.acquire(timeout=0.05)
+
+
+async def test_releasing_twice_or_a_stranger_does_not_add_a_connection(
+    one_connection_pool: db.FairPool, settings: Settings
+) -> None:
+    pool = one_connection_pool
+    conn = await pool.acquire()
+    await pool.release(conn)
+    await pool.release(conn)  # asyncpg ignores a second release; it must not count as a free turn
+    stranger = await _pool_of(settings, 1)
+    try:
+        foreign = await stranger.acquire()
+        with pytest.raises(asyncpg.InterfaceError):
+            await pool.release(foreign)
+        await stranger.release(foreign)
+    finally:
+        await stranger.close()
+    async with pool.acquire(timeout=1):
+        with pytest.raises(TimeoutError):
+            await pool.acquire(timeout=0.05)  # still one connection, not two or three
