@@ -9,6 +9,7 @@ import shutil
 import statistics
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import asyncpg
 
@@ -91,44 +92,69 @@ def _floor_server(infra: Infra, factory: str, workers: int) -> Iterator[Server]:
         yield running
 
 
-async def measure(name: str, variant: str, target: Server, token: str, runs: int, seconds: int) -> Result:
-    await run_wrk(target.base_url, WARMUP_SECONDS, token)
-    target.reset_peak_rss()
-    rates, p50, p99, wrk_cpu, server_cpu, process_cpu = [], [], [], [], [], []
-    errors = 0
-    for _ in range(runs):
-        cpu_before, wrk_before = target.cpu_seconds(), _wrk_cpu_seconds()
-        by_process_before = target.cpu_seconds_by_process()
-        summary = await run_wrk(target.base_url, seconds, token)
+@dataclass
+class _Runs:
+    """One server's measurements, run by run."""
+
+    name: str
+    variant: str
+    target: Server
+    rates: list[float] = field(default_factory=list)
+    p50: list[float] = field(default_factory=list)
+    p99: list[float] = field(default_factory=list)
+    wrk_cpu: list[float] = field(default_factory=list)
+    server_cpu: list[float] = field(default_factory=list)
+    process_cpu: list[list[float]] = field(default_factory=list)
+    errors: int = 0
+
+    async def run(self, token: str, seconds: int) -> None:
+        cpu_before, wrk_before = self.target.cpu_seconds(), _wrk_cpu_seconds()
+        by_process_before = self.target.cpu_seconds_by_process()
+        summary = await run_wrk(self.target.base_url, seconds, token)
         duration = summary["duration_us"] / 1e6
-        server_cpu.append((target.cpu_seconds() - cpu_before) / duration)
-        by_process = zip(target.cpu_seconds_by_process(), by_process_before, strict=True)
-        process_cpu.append([round((after - before) / duration, 2) for after, before in by_process])
-        wrk_cpu.append((_wrk_cpu_seconds() - wrk_before) / duration)
-        rates.append(summary["requests"] / duration)
-        p50.append(summary["p50_us"] / 1000)
-        p99.append(summary["p99_us"] / 1000)
-        errors += sum(int(summary[k]) for k in ("connect", "read", "write", "status", "timeout"))
-    return Result(
-        "api",
-        variant,
-        "req/s",
-        rates,
-        p50_ms=p50,
-        p99_ms=p99,
-        errors=errors,
-        peak_rss_bytes=target.peak_rss_bytes(),
-        details={
-            "app": name,
-            "server_cpu_cores": statistics.median(server_cpu),
-            # uvicorn --workers shares one listening socket: the 64 connections need not split evenly.
-            "cpu_cores_by_process_per_run": process_cpu,
-            "wrk_cpu_cores": statistics.median(wrk_cpu),
-            "connections": CONNECTIONS,
-            "seconds": seconds,
-        },
-        note=f"server used {statistics.median(server_cpu):.2f} cores, wrk {statistics.median(wrk_cpu):.2f}",
-    )
+        self.server_cpu.append((self.target.cpu_seconds() - cpu_before) / duration)
+        by_process = zip(self.target.cpu_seconds_by_process(), by_process_before, strict=True)
+        self.process_cpu.append([round((after - before) / duration, 2) for after, before in by_process])
+        self.wrk_cpu.append((_wrk_cpu_seconds() - wrk_before) / duration)
+        self.rates.append(summary["requests"] / duration)
+        self.p50.append(summary["p50_us"] / 1000)
+        self.p99.append(summary["p99_us"] / 1000)
+        self.errors += sum(int(summary[k]) for k in ("connect", "read", "write", "status", "timeout"))
+
+    def result(self, seconds: int) -> Result:
+        return Result(
+            "api",
+            self.variant,
+            "req/s",
+            self.rates,
+            p50_ms=self.p50,
+            p99_ms=self.p99,
+            errors=self.errors,
+            peak_rss_bytes=self.target.peak_rss_bytes(),
+            details={
+                "app": self.name,
+                "server_cpu_cores": statistics.median(self.server_cpu),
+                # uvicorn --workers shares one listening socket: the 64 connections need not split evenly.
+                "cpu_cores_by_process_per_run": self.process_cpu,
+                "wrk_cpu_cores": statistics.median(self.wrk_cpu),
+                "connections": CONNECTIONS,
+                "seconds": seconds,
+            },
+            note=f"server used {statistics.median(self.server_cpu):.2f} cores, "
+            f"wrk {statistics.median(self.wrk_cpu):.2f}",
+        )
+
+
+async def measure(servers: list[_Runs], token: str, runs: int, seconds: int) -> None:
+    """The servers' runs interleaved (a, b, c, a, b, c, ...): all are up, one is loaded at a time, so a
+    host whose speed drifts during the case (shared or throttled cores) slows each of them alike and the
+    ratios between them hold."""
+    for each in servers:
+        await run_wrk(each.target.base_url, WARMUP_SECONDS, token)
+        each.target.reset_peak_rss()
+    for _ in range(runs):
+        for each in servers:
+            await each.run(token, seconds)
 
 
 async def api_cases(infra: Infra, runs: int, seconds: int) -> list[Result | Skipped]:
@@ -140,15 +166,20 @@ async def api_cases(infra: Infra, runs: int, seconds: int) -> list[Result | Skip
     results: list[Result | Skipped] = []
     for workers in (1, 2):
         suffix = f"{workers} worker{'s' if workers > 1 else ''}"
-        with _floor_server(infra, "bench.api_floor:create_raw_app", workers) as raw:
-            results.append(await measure("raw", f"floor raw ASGI, {suffix}", raw, token, runs, seconds))
-        with _floor_server(infra, "bench.api_floor:create_fastapi_app", workers) as bare:
-            bare_result = await measure("bare", f"floor bare FastAPI, {suffix}", bare, token, runs, seconds)
-            bare_result.floor = f"api/floor raw ASGI, {suffix}"
-            results.append(bare_result)
-        with service(infra, SERVICE_ENV, workers=workers) as svc:
-            result = await measure("service", f"service, {suffix}", svc, token, runs, seconds)
-            result.floor = f"api/floor bare FastAPI, {suffix}"
-            result.target = API_TARGET
-            results.append(result)
+        with (
+            _floor_server(infra, "bench.api_floor:create_raw_app", workers) as raw,
+            _floor_server(infra, "bench.api_floor:create_fastapi_app", workers) as bare,
+            service(infra, SERVICE_ENV, workers=workers) as svc,
+        ):
+            servers = [
+                _Runs("raw", f"floor raw ASGI, {suffix}", raw),
+                _Runs("bare", f"floor bare FastAPI, {suffix}", bare),
+                _Runs("service", f"service, {suffix}", svc),
+            ]
+            await measure(servers, token, runs, seconds)
+            raw_result, bare_result, result = (each.result(seconds) for each in servers)
+        bare_result.floor = f"api/floor raw ASGI, {suffix}"
+        result.floor = f"api/floor bare FastAPI, {suffix}"
+        result.target = API_TARGET
+        results.extend([raw_result, bare_result, result])
     return results
