@@ -96,6 +96,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gc.freeze()
         logger.info("service started", extra={"consumer": settings.sqs_consumer_enabled})
         yield
+        gc.unfreeze()  # a process that starts the app again (tests, reloads) does not pile up frozen objects
         logger.info("service stopping")
 
 

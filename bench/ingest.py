@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import aioboto3
 import asyncpg
@@ -321,6 +321,18 @@ async def insert_executemany(conn: asyncpg.Connection, rows: list[Row], key: str
     return time.perf_counter() - started
 
 
+def _loaded(variant: str, rows: int, size: float, seconds: list[float], **extra: Any) -> Result:
+    """An ingestion result from each run's seconds for `rows` records of `size` bytes."""
+    return Result(
+        "ingest",
+        variant,
+        "rows/s",
+        [rows / s for s in seconds],
+        mb_per_s=[size / s / 1e6 for s in seconds],
+        **extra,
+    )
+
+
 async def database_cases(
     infra: Infra,
     conn: asyncpg.Connection,
@@ -343,12 +355,11 @@ async def database_cases(
             seconds.append(await floor_a(conn, rows, f"{KEY_PREFIX}/floor-a/{fmt.name}/{n}", size))
             postgres_cpu.append(infra.cpu_seconds()["postgres"] - before)
         results.append(
-            Result(
-                "ingest",
+            _loaded(
                 f"floor A {fmt.name}",
-                "rows/s",
-                [len(rows) / s for s in seconds],
-                mb_per_s=[size / s / 1e6 for s in seconds],
+                len(rows),
+                size,
+                seconds,
                 note="COPY + INSERT ... ON CONFLICT of precomputed rows: database work only",
                 details={"seconds": seconds, "cpu_postgres_seconds": postgres_cpu},
             )
@@ -362,12 +373,11 @@ async def database_cases(
             for n in range(slow_runs)
         ]
         results.append(
-            Result(
-                "ingest",
+            _loaded(
                 "naive INSERT per record",
-                "rows/s",
-                [len(sample) / s for s in seconds],
-                mb_per_s=[sample_bytes / s / 1e6 for s in seconds],
+                len(sample),
+                sample_bytes,
+                seconds,
                 floor="ingest/floor A jsonl",
                 note=f"on the first {len(sample):,} records"
                 + (" (a sample: the whole file would take too long)" if len(sample) < len(rows) else ""),
@@ -378,12 +388,11 @@ async def database_cases(
             for n in range(slow_runs)
         ]
         results.append(
-            Result(
-                "ingest",
+            _loaded(
                 f"naive executemany x{EXECUTEMANY_BATCH}",
-                "rows/s",
-                [len(rows) / s for s in seconds],
-                mb_per_s=[size / s / 1e6 for s in seconds],
+                len(rows),
+                size,
+                seconds,
                 floor="ingest/floor A jsonl",
             )
         )

@@ -150,8 +150,9 @@ class EdgeMiddleware:
 
     def _limited(self, scope: Scope, receive: Receive, declared: bytes | None) -> Receive:
         max_bytes = self.per_path_body_bytes.get(scope["path"], self.max_body_bytes)
-        received = int(declared) if declared is not None and declared.isdigit() else 0
-        counting = declared is None
+        # A length that is not a number is not trusted: the body is counted as it arrives.
+        counting = declared is None or not declared.isdigit()
+        received = 0 if counting else int(declared or 0)
 
         async def limited_receive() -> Message:
             nonlocal received
