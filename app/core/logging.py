@@ -24,6 +24,17 @@ def _exception_without_message(ei: ExcInfo) -> str:
 
 
 class _SafeJsonFormatter(OrjsonFormatter):
+    # The time has whole seconds: it is formatted once a second, not for every line (strftime and a
+    # localtime call were a third of an access line's formatting).
+    _last: tuple[int, str] = (-1, "")  # (second, its text): one attribute, so threads see a pair
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        second, text = self._last
+        if int(record.created) != second:
+            text = super().formatTime(record, datefmt)
+            self._last = (int(record.created), text)
+        return text
+
     def formatException(self, ei: ExcInfo) -> str:  # type: ignore[override]
         return _exception_without_message(ei)
 
@@ -59,6 +70,9 @@ def configure_logging(level: str, fmt: str) -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
+    # Nor the caller's file, line or function: without this, every record walks the stack to find them
+    # (the logging HOWTO's "Optimization" section).
+    logging._srcfile = None
     root = logging.getLogger()
     # Replace only our own handler, so a test harness's capture handler survives.
     root.handlers[:] = [h for h in root.handlers if h.get_name() != HANDLER_NAME] + [handler]

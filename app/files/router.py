@@ -9,9 +9,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import ClientDisconnect
 
+from app.core import deps
 from app.core.aws import AwsClients
 from app.core.config import Settings
-from app.core.deps import AppSettings, Aws
 from app.core.errors import problem_responses
 from app.core.http import BodyTooLarge, require_json
 from app.core.security import Principal, RequireScope
@@ -76,12 +76,11 @@ _UPLOAD_BODY = {
 )
 async def get_object(
     key: str,
-    aws: Aws,
-    settings: AppSettings,
+    request: Request,
     _: Reader,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    stored = await service.get_json(aws, settings, validate_key(key))
+    stored = await service.get_json(deps.aws(request), deps.settings(request), validate_key(key))
     headers = {"ETag": stored.etag}
     if if_none_match is not None and service.etag_matches(if_none_match, stored.etag):
         return Response(status_code=HTTPStatus.NOT_MODIFIED, headers=headers)
@@ -100,12 +99,13 @@ async def get_object(
 async def merge_object(
     key: str,
     patch: Annotated[Any, Body(media_type="application/merge-patch+json")],
-    aws: Aws,
-    settings: AppSettings,
+    request: Request,
     _: Writer,
     if_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    merged, result = await service.merge(aws, settings, validate_key(key), patch, if_match)
+    merged, result = await service.merge(
+        deps.aws(request), deps.settings(request), validate_key(key), patch, if_match
+    )
     return JSONResponse(
         merged,
         headers={"ETag": result.written.etag, NOTIFICATION_HEADER: str(result.notified).lower()},
@@ -125,11 +125,10 @@ async def merge_object(
 )
 async def upload(
     request: Request,
-    aws: Aws,
-    settings: AppSettings,
     _: Writer,
     overwrite: Annotated[bool, Query(description="replace an existing object")] = False,
 ) -> UploadResponse:
+    aws, settings = deps.aws(request), deps.settings(request)
     content_type = request.headers.get("content-type", "")
     boundary = boundary_of(content_type)
     if boundary is not None:

@@ -5,8 +5,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
+from app.core import deps
 from app.core.db import connection, transaction
-from app.core.deps import AppSettings, Aws, DbPool
 from app.core.errors import NotFound, ServiceUnavailable, problem_responses
 from app.core.http import require_json
 from app.core.security import Principal, RequireScope
@@ -30,13 +30,6 @@ FileId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 MAX_REDRIVE = 1000  # per call, so one request stays short; call again for more
 
 
-async def _loads(request: Request) -> service.BackgroundLoads:
-    return request.app.state.background_loads  # type: ignore[no-any-return]
-
-
-Loads = Annotated[service.BackgroundLoads, Depends(_loads)]
-
-
 @router.get(
     "/files",
     response_model=FilePage,
@@ -44,7 +37,7 @@ Loads = Annotated[service.BackgroundLoads, Depends(_loads)]
     responses=problem_responses(422),
 )
 async def list_files(
-    pool: DbPool,
+    request: Request,
     _: Reader,
     status: FileStatus | None = None,
     # PostgreSQL text cannot hold U+0000, so no stored key has it: refused rather than a driver error.
@@ -54,7 +47,7 @@ async def list_files(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> FilePage:
     after = service.decode_cursor(cursor) if cursor else None
-    async with connection(pool) as conn:
+    async with connection(deps.pool(request)) as conn:
         rows = await repository.list_files(
             conn, status=status, key_prefix=key_prefix, since=since, after=after, limit=limit + 1
         )
@@ -65,8 +58,8 @@ async def list_files(
 @router.get(
     "/files/{file_id}", response_model=FileRow, summary="One file", responses=problem_responses(404, 422)
 )
-async def get_file(file_id: FileId, pool: DbPool, _: Reader) -> FileRow:
-    async with connection(pool) as conn:
+async def get_file(file_id: FileId, request: Request, _: Reader) -> FileRow:
+    async with connection(deps.pool(request)) as conn:
         row = await repository.get_file(conn, file_id)
     if row is None:
         raise NotFound(f"No file with id {file_id}.")
@@ -81,11 +74,12 @@ async def get_file(file_id: FileId, pool: DbPool, _: Reader) -> FileRow:
     dependencies=[Depends(require_json)],
     responses=problem_responses(400, 413, 415, 422, 503),
 )
-async def ingest_file(
-    body: IngestRequest, request: Request, loads: Loads, settings: AppSettings, _: Writer
-) -> IngestAccepted:
+async def ingest_file(body: IngestRequest, request: Request, _: Writer) -> IngestAccepted:
     return await service.ingest_now(
-        request.app.state.ingestor, loads, body.bucket or settings.s3_bucket_name, body.key
+        deps.ingestor(request),
+        deps.background_loads(request),
+        body.bucket or deps.settings(request).s3_bucket_name,
+        body.key,
     )
 
 
@@ -96,10 +90,10 @@ async def ingest_file(
     summary="Re-run a failed file",
     responses=problem_responses(404, 409, 422, 503),
 )
-async def retry_file(
-    file_id: FileId, request: Request, pool: DbPool, loads: Loads, _: Writer
-) -> IngestAccepted:
-    return await service.retry(pool, request.app.state.ingestor, loads, file_id)
+async def retry_file(file_id: FileId, request: Request, _: Writer) -> IngestAccepted:
+    return await service.retry(
+        deps.pool(request), deps.ingestor(request), deps.background_loads(request), file_id
+    )
 
 
 @router.post(
@@ -109,20 +103,21 @@ async def retry_file(
     responses=problem_responses(422, 503),
 )
 async def redrive(
-    aws: Aws, settings: AppSettings, _: Writer, limit: Annotated[int, Query(ge=1, le=MAX_REDRIVE)] = 100
+    request: Request, _: Writer, limit: Annotated[int, Query(ge=1, le=MAX_REDRIVE)] = 100
 ) -> RedriveResult:
-    source = str(settings.sqs_queue_url)
-    dlq = await find_dead_letter_queue(aws.sqs, source)
+    source = str(deps.settings(request).sqs_queue_url)
+    sqs = deps.aws(request).sqs
+    dlq = await find_dead_letter_queue(sqs, source)
     if dlq is None:
         raise ServiceUnavailable("The queue has no dead-letter queue (no RedrivePolicy).")
-    return await service.redrive(aws.sqs, source, dlq, limit)
+    return await service.redrive(sqs, source, dlq, limit)
 
 
 @router.get(
     "/report", response_model=DailyReport, summary="Daily summary (UTC)", responses=problem_responses(422)
 )
 async def report(
-    pool: DbPool, _: Reader, day: Annotated[date | None, Query(alias="date")] = None
+    request: Request, _: Reader, day: Annotated[date | None, Query(alias="date")] = None
 ) -> DailyReport:
-    async with transaction(pool) as conn:
+    async with transaction(deps.pool(request)) as conn:
         return await repository.daily_report(conn, day or datetime.now(UTC).date())

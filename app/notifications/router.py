@@ -3,9 +3,9 @@
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
-from app.core.deps import AppSettings, Aws
+from app.core import deps
 from app.core.errors import problem_responses
 from app.core.http import require_json
 from app.core.security import Principal, RequireScope
@@ -26,8 +26,7 @@ router = APIRouter(prefix="/sns", tags=["sns"], responses=problem_responses(401,
 )
 async def publish(
     body: PublishRequest,
-    aws: Aws,
-    settings: AppSettings,
+    request: Request,
     _: Annotated[Principal, Depends(RequireScope("sns:publish"))],
 ) -> Any:
     text = body.message if isinstance(body.message, str) else json.dumps(body.message)
@@ -39,5 +38,5 @@ async def publish(
             "notification or user records); publish a different shape.",
             field="message",
         )
-    result = await publisher.publish(aws.sns, settings.sns_topic_arn, body)
+    result = await publisher.publish(deps.aws(request).sns, deps.settings(request).sns_topic_arn, body)
     return PublishResponse(message_id=result["MessageId"], sequence_number=result.get("SequenceNumber"))

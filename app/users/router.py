@@ -2,11 +2,11 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import BaseModel
 
+from app.core import deps
 from app.core.db import connection, transaction
-from app.core.deps import AppSettings, Aws, DbPool
 from app.core.errors import problem_responses
 from app.core.http import require_json
 from app.core.security import Principal, RequireScope
@@ -59,8 +59,8 @@ def _add_record_routes(
         dependencies=[Depends(require_json)],
         responses=problem_responses(400, 409, 413, 415, 422),
     )
-    async def create(body: create_model, pool: DbPool, principal: Writer) -> Any:  # type: ignore[valid-type]
-        async with transaction(pool) as conn:
+    async def create(body: create_model, request: Request, principal: Writer) -> Any:  # type: ignore[valid-type]
+        async with transaction(deps.pool(request)) as conn:
             return await service.create(conn, principal, kind, body)
 
     # An audited read and its audit row commit together; an unaudited one is a single SELECT.
@@ -73,8 +73,8 @@ def _add_record_routes(
         summary=f"Get a user's {kind} record",
         responses=problem_responses(404, 422),
     )
-    async def read(user_id: UserIdPath, pool: DbPool, principal: Reader) -> Any:
-        async with read_connection(pool) as conn:
+    async def read(user_id: UserIdPath, request: Request, principal: Reader) -> Any:
+        async with read_connection(deps.pool(request)) as conn:
             return await service.get(conn, principal, kind, user_id)
 
     @router.patch(
@@ -88,10 +88,10 @@ def _add_record_routes(
     async def update(
         user_id: UserIdPath,
         body: update_model,  # type: ignore[valid-type]
-        pool: DbPool,
+        request: Request,
         principal: Writer,
     ) -> Any:
-        async with transaction(pool) as conn:
+        async with transaction(deps.pool(request)) as conn:
             return await service.update(conn, principal, kind, user_id, body.changes())
 
     @router.delete(
@@ -101,8 +101,8 @@ def _add_record_routes(
         summary=f"Delete a user's {kind} record",
         responses=problem_responses(404, 422),
     )
-    async def delete(user_id: UserIdPath, pool: DbPool, principal: Writer) -> Response:
-        async with transaction(pool) as conn:
+    async def delete(user_id: UserIdPath, request: Request, principal: Writer) -> Response:
+        async with transaction(deps.pool(request)) as conn:
             await service.delete(conn, principal, kind, user_id)
         return Response(status_code=204)
 
@@ -114,11 +114,11 @@ def _add_file_route(kind: RecordType) -> None:
         summary=f"Read users/{kind}/{{user_id}}.json from S3",
         responses=problem_responses(404, 422, 502, 503),
     )
-    async def read_file(
-        user_id: UserIdPath, pool: DbPool, aws: Aws, settings: AppSettings, principal: Reader
-    ) -> Any:
-        async with transaction(pool) as conn:
-            return await service.get_file(conn, principal, aws, settings, kind, user_id)
+    async def read_file(user_id: UserIdPath, request: Request, principal: Reader) -> Any:
+        async with transaction(deps.pool(request)) as conn:
+            return await service.get_file(
+                conn, principal, deps.aws(request), deps.settings(request), kind, user_id
+            )
 
 
 # The record routes first: they are the most requested, and Starlette tries routes in order.
@@ -135,11 +135,11 @@ for _kind in RecordType:
     summary="Read the user's three S3 files (null for a missing one)",
     responses=problem_responses(404, 422, 502, 503),
 )
-async def get_user_files(
-    user_id: UserIdPath, pool: DbPool, aws: Aws, settings: AppSettings, principal: Reader
-) -> UserFiles:
-    async with transaction(pool) as conn:
-        return await service.get_all_files(conn, principal, aws, settings, user_id)
+async def get_user_files(user_id: UserIdPath, request: Request, principal: Reader) -> UserFiles:
+    async with transaction(deps.pool(request)) as conn:
+        return await service.get_all_files(
+            conn, principal, deps.aws(request), deps.settings(request), user_id
+        )
 
 
 @router.post(
@@ -150,13 +150,12 @@ async def get_user_files(
     dependencies=[Depends(require_json)],
     responses=problem_responses(400, 404, 413, 415, 422, 503),
 )
-async def send_to_sqs(
-    body: SendRequest, pool: DbPool, aws: Aws, settings: AppSettings, principal: Writer
-) -> SendResponse:
+async def send_to_sqs(body: SendRequest, request: Request, principal: Writer) -> SendResponse:
     # Read (and audit) in one transaction, commit, then send: never announce what did not commit.
-    async with transaction(pool) as conn:
+    async with transaction(deps.pool(request)) as conn:
         records = await service.read_for_sending(conn, principal, body.user_id, body.data_type)
-    message_ids = await service.send_to_queue(aws.sqs, str(settings.sqs_queue_url), body.user_id, records)
+    queue_url = str(deps.settings(request).sqs_queue_url)
+    message_ids = await service.send_to_queue(deps.aws(request).sqs, queue_url, body.user_id, records)
     return SendResponse(user_id=body.user_id, message_ids=message_ids)
 
 
@@ -166,6 +165,6 @@ async def send_to_sqs(
     summary="Get all of a user's records (null for a missing part)",
     responses=problem_responses(404, 422),
 )
-async def get_user(user_id: UserIdPath, pool: DbPool, principal: Reader) -> UserRecords:
-    async with transaction(pool) as conn:
+async def get_user(user_id: UserIdPath, request: Request, principal: Reader) -> UserRecords:
+    async with transaction(deps.pool(request)) as conn:
         return await service.get_all(conn, principal, user_id)

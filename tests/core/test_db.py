@@ -84,3 +84,45 @@ async def test_releasing_twice_or_a_stranger_does_not_add_a_connection(
     async with pool.acquire(timeout=1):
         with pytest.raises(TimeoutError):
             await pool.acquire(timeout=0.05)  # still one connection, not two or three
+
+
+@pytest.mark.parametrize("cancelled", ["while waiting", "after being handed the turn"])
+async def test_a_cancelled_waiter_gives_its_turn_back(
+    one_connection_pool: db.FairPool, cancelled: str
+) -> None:
+    # A request whose client went away is cancelled wherever it waits; its place in line must not keep
+    # the pool's only connection from the next request.
+    pool = one_connection_pool
+    held = await pool.acquire()
+    waiter = asyncio.create_task(pool.acquire(timeout=5).__aenter__())
+    await asyncio.sleep(0)  # the waiter is in line
+    assert not waiter.done()
+    if cancelled == "while waiting":
+        waiter.cancel()
+        await pool.release(held)
+    else:
+        await pool.release(held)  # hands the turn to the waiter, which has not run yet
+        waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    async with pool.acquire(timeout=1) as conn:
+        assert await conn.fetchval("SELECT 1") == 1
+        with pytest.raises(TimeoutError):
+            await pool.acquire(timeout=0.05)  # one connection still, not two
+
+
+async def test_a_connection_that_cannot_open_gives_its_turn_back(settings: Settings) -> None:
+    unreachable = settings.model_copy(
+        update={
+            "database_url": "postgresql://postgres@127.0.0.1:1/none",  # nothing listens on port 1
+            "db_pool_min_size": 0,
+            "db_pool_max_size": 1,
+        }
+    )
+    pool = await db.create_pool(unreachable)
+    try:
+        for _ in range(3):  # a lost turn would make the second one wait, and time out
+            with pytest.raises(ConnectionRefusedError):
+                await pool.acquire(timeout=1)
+    finally:
+        await pool.close()

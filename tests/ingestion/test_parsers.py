@@ -143,6 +143,21 @@ async def test_json_syntax_error_is_a_parse_error_with_its_item_number(chunk: in
     assert (error.code, error.line, error.message) == ("parse_error", 3, "item 3: invalid JSON")
 
 
+@pytest.mark.parametrize("number", [b"-9223372036854775807", b"9223372036854775807"])
+async def test_json_integers_of_the_signed_64_bit_range_are_read_exactly(number: bytes) -> None:
+    records = await parse(b'[{"n": ' + number + b"}]", FileFormat.JSON)
+
+    assert records[0].data == {"n": int(number)}
+
+
+@pytest.mark.parametrize("number", [b"-9223372036854775808", b"9223372036854775808"])
+async def test_json_integer_yajl_cannot_hold_fails_the_file_it_is_not_rounded(number: bytes) -> None:
+    # -2**63 too: yajl negates the magnitude, which overflows (README, "Parsing choices").
+    error = await parse_error(b'[{"a": 1}, {"n": ' + number + b"}]", FileFormat.JSON)
+
+    assert (error.code, error.message) == ("parse_error", "item 2: invalid JSON")
+
+
 @pytest.mark.parametrize("document", [b'[{"a": 1}', b'[{"a": 1}] [', b'{"a": 1} {"b": 2}', b'[{"a": 1},]'])
 async def test_json_truncated_or_trailing_content_is_a_parse_error(document: bytes) -> None:
     error = await parse_error(document, FileFormat.JSON)
