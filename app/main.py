@@ -15,7 +15,7 @@ from fastapi import APIRouter, FastAPI
 from app.core import aws, db
 from app.core.config import EXIT_CONFIG, Settings, SettingsError, get_settings
 from app.core.errors import install_error_handlers
-from app.core.http import EdgeMiddleware
+from app.core.http import AccessLog, EdgeMiddleware
 from app.core.logging import configure_logging
 from app.core.security import TokenVerifier
 from app.files.router import router as files_router
@@ -45,6 +45,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     async with AsyncExitStack() as stack:
+        stack.callback(app.state.access_log.flush)  # last: the lines of requests served until the end
         pool = await db.create_pool(settings)
         stack.push_async_callback(_close_pool, pool)
         if settings.migrate_on_startup:
@@ -144,6 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(settings)
+    app.state.access_log = AccessLog()
     install_error_handlers(app)
     # Routes are tried in order: the user record routes, the most requested, go first.
     for router in (
@@ -161,5 +163,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body_bytes=settings.max_request_body_bytes,
         # The upload route streams and enforces the exact file limit itself; this bounds the envelope.
         per_path_body_bytes={"/s3/upload": settings.max_upload_bytes + MULTIPART_ENVELOPE_BYTES},
+        access_log=app.state.access_log,
     )
     return app

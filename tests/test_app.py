@@ -1,8 +1,10 @@
 """App-wide behaviour: health, readiness, metrics, request ids and problem+json for every error path."""
 
+import asyncio
 import json
 import logging
 import re
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,7 +13,7 @@ import pytest
 from fastapi import FastAPI
 
 from app.core.config import Settings
-from app.core.http import BodyTooLarge, EdgeMiddleware
+from app.core.http import AccessLog, BodyTooLarge, EdgeMiddleware
 from app.core.logging import HANDLER_NAME
 from app.main import create_app
 from tests.faults import TcpProxy
@@ -62,21 +64,66 @@ async def test_metrics_exposes_request_counts_by_route_template(client: httpx.As
 
 
 async def test_each_request_logs_one_json_access_line_with_route_template_and_request_id(
-    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+    app: FastAPI, client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO, logger="app.access"):
         response = await client.get(
             "/users/someone-unknown/personal", headers={**bearer(), "X-Request-ID": "trace-77"}
         )
-    assert response.status_code == 404
-    ours = next(h for h in logging.getLogger().handlers if h.get_name() == HANDLER_NAME)
-    lines = [json.loads(ours.format(r)) for r in caplog.records if r.name == "app.access"]
+        assert response.status_code == 404
+        await access_lines(caplog, count=1, request_id="trace-77")  # written within FLUSH_SECONDS
+        app.state.access_log.flush()  # anything still buffered
+    lines = access_lines_now(caplog, request_id="trace-77")
     assert len(lines) == 1
     line = lines[0]
     assert line["route"] == "/users/{user_id}/personal"
     assert (line["method"], line["status"], line["request_id"]) == ("GET", 404, "trace-77")
     assert line["duration_ms"] >= 0
     assert "someone-unknown" not in json.dumps(line)
+
+
+def access_lines_now(caplog: pytest.LogCaptureFixture, request_id: str | None = None) -> list[dict[str, Any]]:
+    ours = next(h for h in logging.getLogger().handlers if h.get_name() == HANDLER_NAME)
+    lines = [json.loads(ours.format(r)) for r in caplog.records if r.name == "app.access"]
+    return [line for line in lines if request_id in (None, line["request_id"])]
+
+
+async def access_lines(
+    caplog: pytest.LogCaptureFixture, count: int, request_id: str | None = None
+) -> list[dict[str, Any]]:
+    """The access lines once `count` are there (they are written in batches, AccessLog)."""
+    deadline = time.monotonic() + 5
+    while len(lines := access_lines_now(caplog, request_id)) < count:
+        assert time.monotonic() < deadline, f"{len(lines)} access lines, not {count}"
+        await asyncio.sleep(0.01)
+    return lines
+
+
+async def test_access_lines_wait_for_a_full_batch_or_the_shutdown_and_keep_their_request_time(
+    settings: Settings, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(AccessLog, "FLUSH_SECONDS", 3600.0)  # only a full batch or the shutdown writes
+    application = create_app(api_only(settings))
+    transport = httpx.ASGITransport(app=application)
+    with caplog.at_level(logging.INFO, logger="app.access"):
+        async with (
+            application.router.lifespan_context(application),
+            httpx.AsyncClient(transport=transport, base_url="http://testserver") as http,
+        ):
+            for n in range(AccessLog.MAX_PENDING):
+                await http.get("/health", headers={"X-Request-ID": f"batch-{n}"})
+            batch = await access_lines(caplog, count=AccessLog.MAX_PENDING)
+            before = time.time()
+            await http.get("/health", headers={"X-Request-ID": "last-one"})
+            after = time.time()
+            assert len(access_lines_now(caplog)) == AccessLog.MAX_PENDING  # waits in the buffer
+        # The lifespan has ended: the shutdown wrote the last line.
+        records = [r for r in caplog.records if r.name == "app.access"]
+    assert [line["request_id"] for line in batch] == [f"batch-{n}" for n in range(AccessLog.MAX_PENDING)]
+    assert len(records) == AccessLog.MAX_PENDING + 1
+    last = records[-1]
+    assert last.correlation_id == "last-one"  # type: ignore[attr-defined]
+    assert before <= last.created <= after  # when it was served, not when it was written
 
 
 async def test_request_id_is_echoed_when_sent(client: httpx.AsyncClient) -> None:
