@@ -14,13 +14,15 @@ from app.core.aws import AwsClients
 from app.core.config import Settings
 from app.core.errors import problem_responses
 from app.core.http import BodyTooLarge, require_json
-from app.core.security import Principal, RequireScope
+from app.core.security import Principal, RequireScope, ScopeFirstRoute
 from app.files import service
 from app.files.keys import content_type_for, validate_key
 from app.files.multipart import BadForm, boundary_of, read_form
 from app.files.storage import StreamingUpload
 
-router = APIRouter(prefix="/s3", tags=["s3"], responses=problem_responses(401, 403))
+router = APIRouter(
+    prefix="/s3", tags=["s3"], responses=problem_responses(401, 403), route_class=ScopeFirstRoute
+)
 
 Reader = Annotated[Principal, Depends(RequireScope("s3:read"))]
 Writer = Annotated[Principal, Depends(RequireScope("s3:write"))]

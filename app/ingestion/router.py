@@ -9,7 +9,7 @@ from app.core import deps
 from app.core.db import connection, transaction
 from app.core.errors import NotFound, ServiceUnavailable, problem_responses
 from app.core.http import require_json
-from app.core.security import Principal, RequireScope
+from app.core.security import Principal, RequireScope, ScopeFirstRoute
 from app.ingestion import repository, service
 from app.ingestion.consumer import find_dead_letter_queue
 from app.ingestion.schemas import (
@@ -22,7 +22,12 @@ from app.ingestion.schemas import (
     RedriveResult,
 )
 
-router = APIRouter(prefix="/ingestion", tags=["ingestion"], responses=problem_responses(401, 403))
+router = APIRouter(
+    prefix="/ingestion",
+    tags=["ingestion"],
+    responses=problem_responses(401, 403),
+    route_class=ScopeFirstRoute,
+)
 
 Reader = Annotated[Principal, Depends(RequireScope("ingestion:read"))]
 Writer = Annotated[Principal, Depends(RequireScope("ingestion:write"))]

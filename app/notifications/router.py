@@ -8,12 +8,14 @@ from fastapi import APIRouter, Depends, Request
 from app.core import deps
 from app.core.errors import problem_responses
 from app.core.http import require_json
-from app.core.security import Principal, RequireScope
+from app.core.security import Principal, RequireScope, ScopeFirstRoute
 from app.ingestion.envelopes import Unrecognized, classify
 from app.notifications import publisher
 from app.notifications.schemas import PublishRequest, PublishResponse
 
-router = APIRouter(prefix="/sns", tags=["sns"], responses=problem_responses(401, 403))
+router = APIRouter(
+    prefix="/sns", tags=["sns"], responses=problem_responses(401, 403), route_class=ScopeFirstRoute
+)
 
 
 @router.post(

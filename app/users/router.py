@@ -9,7 +9,7 @@ from app.core import deps
 from app.core.db import connection, transaction
 from app.core.errors import problem_responses
 from app.core.http import require_json
-from app.core.security import Principal, RequireScope
+from app.core.security import Principal, RequireScope, ScopeFirstRoute
 from app.users import service
 from app.users.schemas import (
     USER_ID_PATTERN,
@@ -29,7 +29,9 @@ from app.users.schemas import (
     UserRecords,
 )
 
-router = APIRouter(prefix="/users", tags=["users"], responses=problem_responses(401, 403))
+router = APIRouter(
+    prefix="/users", tags=["users"], responses=problem_responses(401, 403), route_class=ScopeFirstRoute
+)
 
 UserIdPath = Annotated[
     str,

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from app.core.config import Settings
 from app.main import create_app
 from tests.conftest import JWKS_KID
-from tests.helpers import ALL_SCOPES, TEST_JWT_SECRET, api_only, problem_of
+from tests.helpers import ALL_SCOPES, TEST_JWT_SECRET, api_only, bearer, problem_of
 
 ISSUER = "https://issuer.test/"
 AUDIENCE = "aws-s3-service"
@@ -115,6 +115,24 @@ async def test_a_broken_or_forged_token_is_401_on_every_route(
     response = await call(client, route, BROKEN_TOKENS[broken]())
     assert response.status_code == 401, response.text
     problem_of(response)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/users/not%20a%20valid%20id!/personal", None),
+        ("PATCH", "/users/nobody-here/health", {"blood_type": ["not", "a", "string"]}),
+        ("GET", "/ingestion/files?limit=-5", None),
+    ],
+)
+async def test_the_token_is_checked_before_anything_else_of_the_request(
+    client: httpx.AsyncClient, method: str, path: str, body: Any
+) -> None:
+    # A request with no valid token learns nothing of the route's other rules: 401, not 422.
+    unauthenticated = await client.request(method, path, json=body)
+    authenticated = await client.request(method, path, json=body, headers=bearer(ALL_SCOPES))
+    assert unauthenticated.status_code == 401, unauthenticated.text
+    assert authenticated.status_code == 422, authenticated.text
 
 
 @pytest.mark.parametrize(
