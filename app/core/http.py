@@ -55,7 +55,7 @@ class AccessLog:
         if self._timer is None:
             loop = asyncio.get_running_loop()
             self._timer = loop.call_later(self.FLUSH_SECONDS, self.flush)
-        elif len(self._pending) >= self.MAX_PENDING:
+        elif len(self._pending) == self.MAX_PENDING:  # once: later lines join the same flush
             self._timer.cancel()
             self._timer = asyncio.get_running_loop().call_soon(self.flush)  # after this request's step
 
@@ -140,10 +140,10 @@ class EdgeMiddleware:
         request_id_pattern: re.Pattern[str],
         max_body_bytes: int,
         per_path_body_bytes: dict[str, int] | None = None,
-        access_log: AccessLog | None = None,
+        access_log: AccessLog,
     ) -> None:
         self.app = app
-        self.access_log = access_log or AccessLog()
+        self.access_log = access_log
         self.request_id_pattern = request_id_pattern
         self.max_body_bytes = max_body_bytes
         self.per_path_body_bytes = per_path_body_bytes or {}
