@@ -6,6 +6,7 @@ import os
 import secrets
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -168,26 +169,60 @@ def rsa_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
+def public_jwk(key: rsa.RSAPrivateKey, kid: str) -> dict[str, Any]:
+    """The public half of `key` as an entry of a JWKS document."""
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    return {**jwk, "kid": kid, "use": "sig", "alg": "RS256"}
+
+
+class JwksServer:
+    """An identity provider's JWKS endpoint on loopback that counts the requests it answers; a test may
+    change the keys it serves or make it fail with another status."""
+
+    def __init__(self, keys: list[dict[str, Any]]) -> None:
+        self.keys = keys
+        self.status = HTTPStatus.OK
+        self.requests = 0
+        lock = threading.Lock()  # the server answers each request on a thread of its own
+        jwks = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                with lock:
+                    jwks.requests += 1
+                    status, body = jwks.status, json.dumps({"keys": jwks.keys}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/.well-known/jwks.json"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
 @pytest.fixture(scope="session")
 def jwks_url(rsa_key: rsa.RSAPrivateKey) -> Iterator[str]:
     """The public half of `rsa_key` served as a JWKS document on loopback, as an identity provider would."""
-    public_jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(rsa_key.public_key()))
-    body = json.dumps({"keys": [{**public_jwk, "kid": JWKS_KID, "use": "sig", "alg": "RS256"}]}).encode()
+    server = JwksServer([public_jwk(rsa_key, JWKS_KID)])
+    yield server.url
+    server.stop()
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body)
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
-    server.shutdown()
+@pytest.fixture
+def jwks_server(rsa_key: rsa.RSAPrivateKey) -> Iterator[JwksServer]:
+    """A JWKS endpoint of the test's own, serving `rsa_key` as JWKS_KID until the test changes it."""
+    server = JwksServer([public_jwk(rsa_key, JWKS_KID)])
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

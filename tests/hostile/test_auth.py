@@ -77,6 +77,13 @@ def tamper(token: str) -> str:
     return f"{header}.{b64(forged)}.{signature}"
 
 
+def spare_bit_flipped(token: str) -> str:
+    """The token with its signature's last character changed in a bit base64 ignores (43 characters
+    carry 258 bits for the 256 of an HS256 signature): the same bytes, spelled differently."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    return token[:-1] + alphabet[alphabet.index(token[-1]) ^ 1]
+
+
 def now() -> int:
     return int(time.time())
 
@@ -104,6 +111,11 @@ BROKEN_TOKENS: dict[str, Callable[[], str]] = {
     "empty-segments": lambda: "..",
     "header-not-an-object": lambda: f"{b64(b'[1]')}.{b64(claims())}.x",
     "header-not-json": lambda: f"{b64(b'{')}.{b64(claims())}.x",
+    # One token, one spelling: otherwise each spelling is verified and remembered on its own.
+    "base64-padding": lambda: hs256(claims()) + "=",
+    "outside-the-base64url-alphabet": lambda: hs256(claims()) + "!",
+    "signature-spare-bits-changed": lambda: spare_bit_flipped(hs256(claims())),
+    "a-fourth-segment": lambda: hs256(claims()) + ".",
 }
 
 
@@ -237,7 +249,9 @@ async def test_issuer_and_audience_are_checked_when_configured(
 
 @pytest.fixture(scope="module")
 async def rs_only(settings: Settings, jwks_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    rs_settings = api_only(settings).model_copy(update={"jwt_secret": None, "jwt_jwks_url": jwks_url})
+    rs_settings = api_only(settings).model_copy(
+        update={"jwt_secret": None, "jwt_jwks_url": jwks_url, "jwt_issuer": ISSUER, "jwt_audience": AUDIENCE}
+    )
     application: FastAPI = create_app(rs_settings)
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application)
@@ -245,8 +259,13 @@ async def rs_only(settings: Settings, jwks_url: str) -> AsyncIterator[httpx.Asyn
             yield http
 
 
+def idp_claims() -> dict[str, Any]:
+    """Claims as the identity provider issues them for this service: its issuer, this audience."""
+    return claims(iss=ISSUER, aud=AUDIENCE)
+
+
 def rs256(key: rsa.RSAPrivateKey, **headers: Any) -> str:
-    return jwt.encode(claims(), key, algorithm="RS256", headers={"kid": JWKS_KID, **headers})
+    return jwt.encode(idp_claims(), key, algorithm="RS256", headers={"kid": JWKS_KID, **headers})
 
 
 async def test_rs256_token_from_the_jwks_passes(
@@ -265,7 +284,7 @@ async def test_hs256_signed_with_the_public_key_is_401_without_any_secret(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     for secret in (public_pem, public_der):
-        forged = with_hmac({"alg": "HS256", "typ": "JWT", "kid": JWKS_KID}, claims(), secret)
+        forged = with_hmac({"alg": "HS256", "typ": "JWT", "kid": JWKS_KID}, idp_claims(), secret)
         for route in ROUTES:
             response = await call(rs_only, route, forged)
             assert response.status_code == 401, response.text
@@ -274,7 +293,7 @@ async def test_hs256_signed_with_the_public_key_is_401_without_any_secret(
 async def test_an_hs256_token_with_the_old_dev_secret_is_401_on_an_rs_only_app(
     rs_only: httpx.AsyncClient,
 ) -> None:
-    assert (await call(rs_only, ROUTES[0], hs256(claims()))).status_code == 401
+    assert (await call(rs_only, ROUTES[0], hs256(idp_claims()))).status_code == 401
 
 
 @pytest.mark.parametrize(
