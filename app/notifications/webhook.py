@@ -34,6 +34,10 @@ CERT_MAX_BYTES = 16_384  # an SNS signing certificate is about 2 KiB; anything f
 CERT_CACHE_ENTRIES = 32  # SNS signs with one certificate per region at a time
 MAX_MESSAGE_AGE = timedelta(hours=1)  # replay guard; SNS stops retrying an HTTP delivery after 3600 s
 MAX_CLOCK_SKEW = timedelta(minutes=5)  # a Timestamp this far in the future is still believed
+# About 10 MiB, 14 notifications a second for all of MAX_MESSAGE_AGE; past it the oldest ids are
+# forgotten first, and a replay of one is only ingested again (ingestion is idempotent).
+HANDLED_IDS_MAX = 50_000
+SIGNATURE_V1 = "1"  # SHA1withRSA: refused unless SNS_ALLOW_SIGNATURE_V1
 
 # The keys each type signs, in the order of AWS's "string to sign"; Subject only when present.
 _CONFIRMATION_KEYS = ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type")
@@ -44,10 +48,21 @@ _SIGNED_KEYS: dict[str, tuple[str, ...]] = {
 }
 _OPTIONAL_SIGNED_KEYS = frozenset({"Subject"})
 # SignatureVersion 1 is SHA1withRSA by SNS's definition; only version 2 avoids SHA-1.
-_SIGNATURE_HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {"1": hashes.SHA1, "2": hashes.SHA256}
+_SIGNATURE_HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {
+    SIGNATURE_V1: hashes.SHA1,
+    "2": hashes.SHA256,
+}
 # URL parsers disagree on whitespace, control characters and backslashes (WHATWG reads `\` as `/`),
 # so a URL holding any could be matched as one host and fetched from another.
 _AMBIGUOUS_URL_CHARS = re.compile(r"[\s\x00-\x1f\x7f\\]")
+# `arn:<partition>:sns:<region>:<account>:<name>`; the region as AWS names them (`us-gov-west-1`), so
+# no ARN can make the rule's host one that S3 serves buckets on (`sns.s3.amazonaws.com`).
+_TOPIC_ARN = re.compile(
+    r"arn:(?P<partition>[a-z-]+):sns:(?P<region>[a-z]{2}(?:-[a-z]+)+-\d+):\d{12}:[A-Za-z0-9_.-]+"
+)
+# SNS's endpoint domain in each partition the default URL rule knows; for any other partition the
+# operator sets SNS_TRUSTED_URL_PATTERN.
+_SNS_DOMAINS = {"aws": "amazonaws.com", "aws-us-gov": "amazonaws.com", "aws-cn": "amazonaws.com.cn"}
 
 # Called with (message body, SNS message id) for each verified Notification; set by ingestion on
 # `app.state.sns_notification_handler`. An exception makes the webhook fail, so SNS retries.
@@ -81,6 +96,7 @@ class SnsNotification:
     message_id: str
     topic_arn: str
     message: str
+    sent: datetime  # its signed Timestamp: a replay is refused as stale from sent + MAX_MESSAGE_AGE
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +118,8 @@ def _field(document: dict[str, Any], key: str) -> str:
     return value
 
 
-def _check_fresh(timestamp: str) -> None:
+def _check_fresh(timestamp: str) -> datetime:
+    """When the message was sent, if that is within the replay window."""
     try:
         sent = datetime.fromisoformat(timestamp)
     except ValueError:
@@ -112,6 +129,14 @@ def _check_fresh(timestamp: str) -> None:
     now = datetime.now(UTC)
     if not now - MAX_MESSAGE_AGE <= sent <= now + MAX_CLOCK_SKEW:
         raise SnsMessageRejected("The SNS message is too old or from the future.")
+    return sent
+
+
+def _sns_host(topic_arn: str) -> str | None:
+    """`sns.<region>.<domain>` of the topic's region and partition; None for an ARN the rule does not know."""
+    arn = _TOPIC_ARN.fullmatch(topic_arn)
+    domain = None if arn is None else _SNS_DOMAINS.get(arn["partition"])
+    return None if arn is None or domain is None else f"sns.{arn['region']}.{domain}"
 
 
 def _signature(encoded: str) -> bytes:
@@ -122,18 +147,24 @@ def _signature(encoded: str) -> bytes:
 
 
 class SnsMessageVerifier:
-    """Verifies SNS messages as AWS documents; certificates come only from trusted URLs, then are cached."""
+    """Verifies SNS messages as AWS documents; certificates come only from trusted URLs, then are cached.
+
+    A URL is trusted when it is https on exactly the SNS host of the message topic's region and partition,
+    or, with `trusted_url_pattern` (an emulator's host), when it matches that pattern instead.
+    """
 
     def __init__(
         self,
-        trusted_url_pattern: str,
+        trusted_url_pattern: str | None,
         http: httpx.AsyncClient,
         *,
         accepted_topic_arns: Collection[str],
+        allow_signature_v1: bool,
     ) -> None:
-        self._trusted = re.compile(trusted_url_pattern)
+        self._trusted = None if trusted_url_pattern is None else re.compile(trusted_url_pattern)
         self._http = http
         self._topics = frozenset(accepted_topic_arns)
+        self._allow_signature_v1 = allow_signature_v1
         self._keys: OrderedDict[str, rsa.RSAPublicKey] = OrderedDict()
         self._fetching: dict[str, asyncio.Task[rsa.RSAPublicKey]] = {}
 
@@ -143,22 +174,28 @@ class SnsMessageVerifier:
         signed_keys = _SIGNED_KEYS.get(kind)
         if signed_keys is None:
             raise SnsMessageRejected("The SNS message type is not supported.")
-        algorithm = _SIGNATURE_HASHES.get(_field(document, "SignatureVersion"))
+        version = _field(document, "SignatureVersion")
+        algorithm = _SIGNATURE_HASHES.get(version)
         if algorithm is None:
             raise SnsMessageRejected("The SNS signature version is not supported.")
+        if version == SIGNATURE_V1 and not self._allow_signature_v1:
+            raise SnsMessageRejected(
+                "SignatureVersion 1 (SHA1) is not accepted; set the topic's SignatureVersion to 2."
+            )
         signed = {
             key: _field(document, key)
             for key in signed_keys
             if not (key in _OPTIONAL_SIGNED_KEYS and document.get(key) is None)
         }
-        if signed["TopicArn"] not in self._topics:
+        topic_arn = signed["TopicArn"]
+        if topic_arn not in self._topics:
             raise SnsMessageRejected("The SNS topic is not accepted here.")
-        _check_fresh(signed["Timestamp"])
+        sent = _check_fresh(signed["Timestamp"])
         cert_url = _field(document, "SigningCertURL")
-        if not self.is_trusted(cert_url) or not urlsplit(cert_url).path.endswith(".pem"):
+        if not self.is_trusted(cert_url, topic_arn) or not urlsplit(cert_url).path.endswith(".pem"):
             raise SnsMessageRejected("The signing certificate URL is not trusted.")
         subscribe_url = signed.get("SubscribeURL")
-        if subscribe_url is not None and not self.is_trusted(subscribe_url):
+        if subscribe_url is not None and not self.is_trusted(subscribe_url, topic_arn):
             raise SnsMessageRejected("The subscribe URL is not trusted.")
         signature = _signature(_field(document, "Signature"))
         public_key = await self._public_key(cert_url)
@@ -168,12 +205,15 @@ class SnsMessageVerifier:
         except InvalidSignature:
             raise SnsMessageRejected("The SNS signature does not match the message.") from None
         if subscribe_url is None:
-            return SnsNotification(signed["MessageId"], signed["TopicArn"], signed["Message"])
-        return SnsConfirmation(kind, signed["MessageId"], signed["TopicArn"], subscribe_url)
+            return SnsNotification(signed["MessageId"], topic_arn, signed["Message"], sent)
+        return SnsConfirmation(kind, signed["MessageId"], topic_arn, subscribe_url)
 
-    def is_trusted(self, url: str) -> bool:
-        """Whether the service may fetch `url`: the pattern matches and the URL parses unambiguously."""
-        if _AMBIGUOUS_URL_CHARS.search(url) or self._trusted.match(url) is None:
+    def is_trusted(self, url: str, topic_arn: str) -> bool:
+        """Whether the service may fetch `url` for a message of `topic_arn`.
+
+        The URL must parse unambiguously and be on the topic's SNS host, or match the configured pattern.
+        """
+        if _AMBIGUOUS_URL_CHARS.search(url):
             return False
         try:
             parts = urlsplit(url)
@@ -181,11 +221,23 @@ class SnsMessageVerifier:
         except ValueError:
             return False
         # Userinfo lets a lax pattern match `https://trusted@other/`, which is fetched from `other`.
-        return (
+        if not (
             parts.scheme in {"http", "https"}
             and bool(parts.hostname)
             and "@" not in parts.netloc
             and valid_port
+        ):
+            return False
+        if self._trusted is not None:
+            return self._trusted.match(url) is not None
+        # The whole netloc, so no port, other case or trailing dot: only the name AWS signs from. Any
+        # other host under amazonaws.com may be a customer's (`sns.s3.amazonaws.com` is a bucket).
+        host = _sns_host(topic_arn)
+        return (
+            parts.scheme == "https"
+            and host is not None
+            and parts.netloc == host
+            and parts.path.startswith("/")
         )
 
     async def _public_key(self, url: str) -> rsa.RSAPublicKey:
@@ -228,6 +280,38 @@ class SnsMessageVerifier:
         if len(self._keys) > CERT_CACHE_ENTRIES:
             self._keys.popitem(last=False)
         return public_key
+
+
+class HandledMessageIds:
+    """MessageIds of notifications handled successfully, kept while their message could still be replayed.
+
+    Per process: across replicas a replay is ingested again, which changes nothing (ingestion is
+    idempotent); this only spares the work. So are two deliveries of one message handled at the same
+    time. Bounded by `max_entries`, the oldest forgotten first.
+    """
+
+    def __init__(self, max_entries: int = HANDLED_IDS_MAX) -> None:
+        self._max_entries = max_entries
+        self._expiry: OrderedDict[str, datetime] = OrderedDict()  # in the order handled
+
+    def __contains__(self, message_id: str) -> bool:
+        expiry = self._expiry.get(message_id)
+        return expiry is not None and datetime.now(UTC) < expiry
+
+    def __len__(self) -> int:
+        return len(self._expiry)
+
+    def add(self, message_id: str, *, sent: datetime) -> None:
+        """Remembers `message_id` until its message, sent at `sent`, is refused as stale anyway."""
+        self._expiry[message_id] = sent + MAX_MESSAGE_AGE
+        self._expiry.move_to_end(message_id)
+        now = datetime.now(UTC)
+        # Timestamps arrive nearly in order, so expired ids gather at the front; one that is not
+        # there is still refused by `__contains__` and goes by the cap.
+        while self._expiry and next(iter(self._expiry.values())) <= now:
+            self._expiry.popitem(last=False)
+        while len(self._expiry) > self._max_entries:
+            self._expiry.popitem(last=False)
 
 
 def _parse(body: bytes) -> dict[str, Any]:
@@ -285,19 +369,24 @@ async def sns_webhook(request: Request) -> dict[str, str]:
         raise
 
     if isinstance(message, SnsNotification):
+        log_fields = {"message_id": message.message_id, "topic_arn": message.topic_arn}
+        handled: HandledMessageIds = request.app.state.sns_handled_ids
+        if message.message_id in handled:
+            # A replay of a signed message within its window, or SNS delivering it twice: done already.
+            logger.info("sns notification already handled", extra=log_fields)
+            MESSAGES.labels(NOTIFICATION, "duplicate").inc()
+            return {"status": "duplicate", "message_id": message.message_id}
         handler: NotificationHandler | None = getattr(request.app.state, "sns_notification_handler", None)
         if handler is None:
-            logger.info(
-                "notification accepted (no dispatcher yet)",
-                extra={"message_id": message.message_id, "topic_arn": message.topic_arn},
-            )
+            logger.info("notification accepted (no dispatcher yet)", extra=log_fields)
         else:
             try:
                 await handler(message.message, message.message_id)
             except Exception:
-                # Answered 500 by the app's handler, so SNS delivers the message again.
+                # Answered 500 by the app's handler, so SNS delivers the message again: not yet handled.
                 MESSAGES.labels(NOTIFICATION, "failed").inc()
                 raise
+        handled.add(message.message_id, sent=message.sent)
         MESSAGES.labels(NOTIFICATION, "accepted").inc()
         return {"status": "accepted", "message_id": message.message_id}
 

@@ -6,6 +6,8 @@ import json
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -19,11 +21,18 @@ from cryptography.x509.oid import NameOID
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.core.config import Settings
+from app.core.config import Settings, SettingsError, load
 from app.core.logging import HANDLER_NAME
 from app.main import create_app
-from app.notifications.webhook import CERT_MAX_BYTES, SnsMessageVerifier
-from tests.helpers import api_only, problem_of, unique_id
+from app.notifications.webhook import (
+    CERT_MAX_BYTES,
+    MAX_MESSAGE_AGE,
+    HandledMessageIds,
+    NotificationHandler,
+    SnsMessageVerifier,
+)
+from tests.aws import AWS_REGION
+from tests.helpers import ROOT, api_only, problem_of, unique_id
 
 OTHER_TOPIC_ARN = "arn:aws:sns:us-east-1:123456789012:someone-elses-topic"
 # The keys AWS documents for the string to sign, written out here independently of the app.
@@ -116,36 +125,105 @@ def loopback(signing_key: rsa.RSAPrivateKey) -> Iterator[Loopback]:
     server.stop()
 
 
-# --- the app, with the webhook trusting only the loopback's /sns/ paths ----------------------------
+# --- the apps: the webhook trusting only the loopback's /sns/ paths, or with the default rule -------
+
+
+@asynccontextmanager
+async def started(settings: Settings) -> AsyncIterator[FastAPI]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+@asynccontextmanager
+async def client_of(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
 
 
 @pytest.fixture(scope="module")
-async def webhook_app(settings: Settings, loopback: Loopback) -> AsyncIterator[FastAPI]:
+def loopback_settings(settings: Settings, loopback: Loopback) -> Settings:
     # Trusting only /sns/ keeps an untrusted URL on the same live server: a fetch of it would show.
     trusted = rf"^http://127\.0\.0\.1:{loopback.port}/sns/"
-    app = create_app(api_only(settings).model_copy(update={"sns_trusted_url_pattern": trusted}))
-    async with app.router.lifespan_context(app):
+    return api_only(settings).model_copy(update={"sns_trusted_url_pattern": trusted})
+
+
+@pytest.fixture(scope="module")
+async def webhook_app(loopback_settings: Settings) -> AsyncIterator[FastAPI]:
+    async with started(loopback_settings) as app:
         yield app
 
 
 @pytest.fixture(scope="module")
 async def webhook(webhook_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=webhook_app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+    async with client_of(webhook_app) as http:
         yield http
 
 
+@pytest.fixture(scope="module")
+async def v1_webhook_app(loopback_settings: Settings) -> AsyncIterator[FastAPI]:
+    """The webhook with SNS_ALLOW_SIGNATURE_V1 on."""
+    async with started(loopback_settings.model_copy(update={"sns_allow_signature_v1": True})) as app:
+        yield app
+
+
+@dataclass
+class DefaultRuleWebhook:
+    """A client of an app with the default URL rule, and every URL its outbound HTTP client was asked for."""
+
+    client: httpx.AsyncClient
+    outbound: list[str] = field(default_factory=list)
+
+
+@pytest.fixture(scope="module")
+async def default_rule_app(settings: Settings) -> AsyncIterator[FastAPI]:
+    # The class default, not whatever the environment says: this is the rule a deployment gets.
+    default = Settings.model_fields["sns_trusted_url_pattern"].default
+    async with started(api_only(settings).model_copy(update={"sns_trusted_url_pattern": default})) as app:
+        yield app
+
+
 @pytest.fixture
-def dispatched(webhook_app: FastAPI) -> Iterator[list[tuple[str, str]]]:
-    """Installs a recording ingestion dispatcher; the list holds (message, message id) per call."""
+async def default_rule_webhook(default_rule_app: FastAPI) -> AsyncIterator[DefaultRuleWebhook]:
+    async with client_of(default_rule_app) as http:
+        webhook = DefaultRuleWebhook(http)
+
+        # Recorded, then refused: the test needs no network, and a fetch shows as a 503.
+        async def refuse(request: httpx.Request) -> None:
+            webhook.outbound.append(str(request.url))
+            raise httpx.ConnectError("no outbound request in this test", request=request)
+
+        default_rule_app.state.http.event_hooks = {"request": [refuse], "response": []}
+        yield webhook
+
+
+@contextmanager
+def handler_installed(app: FastAPI, handler: NotificationHandler) -> Iterator[None]:
+    """`handler` as the app's ingestion dispatcher for the duration."""
+    app.state.sns_notification_handler = handler
+    try:
+        yield
+    finally:
+        del app.state.sns_notification_handler
+
+
+@contextmanager
+def recording_dispatcher(app: FastAPI) -> Iterator[list[tuple[str, str]]]:
+    """A dispatcher that records (message, message id) per call."""
     calls: list[tuple[str, str]] = []
 
     async def handle(message: str, message_id: str) -> None:
         calls.append((message, message_id))
 
-    webhook_app.state.sns_notification_handler = handle
-    yield calls
-    del webhook_app.state.sns_notification_handler
+    with handler_installed(app, handle):
+        yield calls
+
+
+@pytest.fixture
+def dispatched(webhook_app: FastAPI) -> Iterator[list[tuple[str, str]]]:
+    with recording_dispatcher(webhook_app) as calls:
+        yield calls
 
 
 # --- building and signing messages as SNS does ---------------------------------------------------
@@ -230,20 +308,91 @@ def assert_refused(response: httpx.Response, detail: str) -> None:
 # --- genuine messages ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("version", "subject"), [("1", None), ("2", None), ("1", "Hi"), ("2", "Hi")])
+@pytest.mark.parametrize("subject", [None, "Hi"])
 async def test_signed_notification_is_accepted_and_dispatched_once(
-    webhook: httpx.AsyncClient,
-    sns: Sns,
-    dispatched: list[tuple[str, str]],
-    version: str,
-    subject: str | None,
+    webhook: httpx.AsyncClient, sns: Sns, dispatched: list[tuple[str, str]], subject: str | None
 ) -> None:
-    fields = {"SignatureVersion": version} | ({"Subject": subject} if subject else {})
+    fields = {"Subject": subject} if subject else {}
     document = sns.notification('{"key": "in/file.csv"}\nsecond line', **fields)
     response = await post(webhook, document)
     assert response.status_code == 200, response.text
     assert response.json() == {"status": "accepted", "message_id": document["MessageId"]}
     assert dispatched == [('{"key": "in/file.csv"}\nsecond line', document["MessageId"])]
+
+
+async def test_signature_v1_notification_is_403_by_default(
+    webhook: httpx.AsyncClient, sns: Sns, loopback: Loopback, dispatched: list[tuple[str, str]]
+) -> None:
+    response = await post(webhook, sns.notification(SignatureVersion="1"))
+    assert_refused(response, "SignatureVersion 1 (SHA1) is not accepted")
+    assert dispatched == []
+    assert loopback.seen(sns.cert_path) == 0
+
+
+@pytest.mark.parametrize("subject", [None, "Hi"])
+async def test_signature_v1_notification_is_accepted_when_allowed(
+    v1_webhook_app: FastAPI, sns: Sns, subject: str | None
+) -> None:
+    fields = {"SignatureVersion": "1"} | ({"Subject": subject} if subject else {})
+    document = sns.notification('{"key": "in/file.csv"}', **fields)
+    with recording_dispatcher(v1_webhook_app) as dispatched:
+        async with client_of(v1_webhook_app) as v1_webhook:
+            response = await post(v1_webhook, document)
+            tampered = await post(v1_webhook, {**document, "Message": "tampered"})
+    assert response.status_code == 200, response.text
+    assert_refused(tampered, "does not match")
+    assert dispatched == [('{"key": "in/file.csv"}', document["MessageId"])]
+
+
+async def test_replayed_notification_is_answered_200_as_a_duplicate_and_not_dispatched_again(
+    webhook: httpx.AsyncClient, sns: Sns, dispatched: list[tuple[str, str]]
+) -> None:
+    document = sns.notification()
+    first = await post(webhook, document)
+    replays = [await post(webhook, document) for _ in range(2)]
+    assert first.json() == {"status": "accepted", "message_id": document["MessageId"]}
+    for replay in replays:
+        assert replay.status_code == 200, replay.text
+        assert replay.json() == {"status": "duplicate", "message_id": document["MessageId"]}
+    assert dispatched == [(document["Message"], document["MessageId"])]
+
+
+async def test_notification_whose_delivery_failed_is_dispatched_again_on_redelivery(
+    webhook: httpx.AsyncClient, webhook_app: FastAPI, sns: Sns
+) -> None:
+    attempts: list[str] = []
+
+    async def fail_first_attempt(message: str, message_id: str) -> None:
+        attempts.append(message_id)
+        if len(attempts) == 1:
+            raise RuntimeError("ingestion is down")
+
+    document = sns.notification()
+    with handler_installed(webhook_app, fail_first_attempt):
+        failed = await post(webhook, document)
+        redelivered = await post(webhook, document)
+        replayed = await post(webhook, document)
+    assert failed.status_code == 500
+    assert redelivered.json() == {"status": "accepted", "message_id": document["MessageId"]}
+    assert replayed.json() == {"status": "duplicate", "message_id": document["MessageId"]}
+    assert attempts == [document["MessageId"]] * 2
+
+
+def test_handled_message_ids_are_forgotten_once_their_message_is_too_old_to_accept() -> None:
+    handled = HandledMessageIds(max_entries=10)
+    now = datetime.now(UTC)
+    handled.add("fresh", sent=now - MAX_MESSAGE_AGE + timedelta(minutes=1))
+    handled.add("stale", sent=now - MAX_MESSAGE_AGE - timedelta(seconds=1))
+    assert "fresh" in handled
+    assert "stale" not in handled
+
+
+def test_handled_message_ids_keep_at_most_their_cap_forgetting_the_oldest() -> None:
+    handled = HandledMessageIds(max_entries=2)
+    for message_id in ("a", "b", "c"):
+        handled.add(message_id, sent=datetime.now(UTC))
+    assert ["a" in handled, "b" in handled, "c" in handled] == [False, True, True]
+    assert len(handled) == 2
 
 
 async def test_notification_with_null_subject_is_signed_without_it(
@@ -516,33 +665,186 @@ async def test_outcomes_are_counted_by_known_type_only(
     assert "Forged-Type-123" not in after
 
 
-# --- the URL check on its own ----------------------------------------------------------------------
+# --- the default URL rule: the regional SNS host of the message's topic -----------------------------
 
 
-DEFAULT_PATTERN: str = Settings.model_fields["sns_trusted_url_pattern"].default
+TOPIC_REGION_HOST = f"https://sns.{AWS_REGION}.amazonaws.com"  # the suite's topic is in AWS_REGION
 
 
 @pytest.mark.parametrize(
-    ("pattern", "url", "trusted"),
+    "cert_url",
     [
-        (DEFAULT_PATTERN, "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-abc.pem", True),
-        (DEFAULT_PATTERN, "https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-abc.pem", True),
-        (DEFAULT_PATTERN, "http://sns.us-east-1.amazonaws.com/x.pem", False),
-        (DEFAULT_PATTERN, "https://sns.us-east-1.amazonaws.com.evil.example/x.pem", False),
-        (DEFAULT_PATTERN, "https://sns.us-east-1.amazonaws.com:8443/x.pem", False),
-        (DEFAULT_PATTERN, "https://sns.us-east-1.amazonaws.com@evil.example/x.pem", False),
-        (DEFAULT_PATTERN, "https://evil.example/?https://sns.us-east-1.amazonaws.com/x.pem", False),
-        (DEFAULT_PATTERN, " https://sns.us-east-1.amazonaws.com/x.pem", False),
-        # A lax pattern still cannot be steered to another host by the URL's syntax.
-        (r"^https://sns\.example", "https://sns.example/x.pem", True),
-        (r"^https://sns\.example", "https://sns.example@evil.example/x.pem", False),
-        (r"^https://sns\.example", "https://sns.example:secret@evil.example/x.pem", False),
-        (r"^https://sns\.example", "https://sns.example\\@evil.example/x.pem", False),
-        (r"^https://sns\.example", "https://sns.example:99999/x.pem", False),
-        (r"^https://sns\.example", "https://sns.example/x\n.pem", False),
+        "https://sns.s3.amazonaws.com/{id}.pem",  # an S3 bucket named `sns`: anyone can host a file there
+        "https://sns.s3-external-1.amazonaws.com/{id}.pem",
+        "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-{id}.pem",
+        f"{TOPIC_REGION_HOST}.cn/SimpleNotificationService-{{id}}.pem",
+        f"{TOPIC_REGION_HOST.replace('https', 'http')}/SimpleNotificationService-{{id}}.pem",
+    ],
+    ids=["s3-bucket-named-sns", "s3-external-1", "other-region", "cn-domain-for-aws-topic", "plain-http"],
+)
+async def test_default_rule_refuses_certificate_url_off_the_topics_sns_host_without_fetching(
+    default_rule_webhook: DefaultRuleWebhook, sns: Sns, cert_url: str
+) -> None:
+    url = cert_url.format(id=unique_id("cert"))
+    response = await post(default_rule_webhook.client, sns.notification(SigningCertURL=url))
+    assert_refused(response, "signing certificate URL is not trusted")
+    assert default_rule_webhook.outbound == []
+
+
+async def test_default_rule_refuses_subscribe_url_off_the_topics_sns_host_without_fetching(
+    default_rule_webhook: DefaultRuleWebhook, sns: Sns
+) -> None:
+    cert_url = f"{TOPIC_REGION_HOST}/SimpleNotificationService-{unique_id('cert')}.pem"
+    subscribe_url = "https://sns.s3.amazonaws.com/?Action=ConfirmSubscription&Token=t"
+    confirmation = sns.confirmation("/", SigningCertURL=cert_url, SubscribeURL=subscribe_url)
+    response = await post(default_rule_webhook.client, confirmation)
+    assert_refused(response, "subscribe URL is not trusted")
+    assert default_rule_webhook.outbound == []
+
+
+async def test_default_rule_fetches_the_certificate_from_the_topics_regional_sns_host(
+    default_rule_webhook: DefaultRuleWebhook, sns: Sns
+) -> None:
+    cert_url = f"{TOPIC_REGION_HOST}/SimpleNotificationService-{unique_id('cert')}.pem"
+    response = await post(default_rule_webhook.client, sns.notification(SigningCertURL=cert_url))
+    assert response.status_code == 503  # the fixture refuses every outbound connection
+    assert cert_url in default_rule_webhook.outbound
+
+
+AWS_TOPIC = "arn:aws:sns:us-east-1:123456789012:topic"
+CN_TOPIC = "arn:aws-cn:sns:cn-north-1:123456789012:topic"
+GOV_TOPIC = "arn:aws-us-gov:sns:us-gov-west-1:123456789012:topic.fifo"
+CERT = "SimpleNotificationService-abc.pem"
+
+
+@pytest.mark.parametrize(
+    ("topic_arn", "url", "trusted"),
+    [
+        (AWS_TOPIC, f"https://sns.us-east-1.amazonaws.com/{CERT}", True),
+        (AWS_TOPIC, "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&Token=t", True),
+        (CN_TOPIC, f"https://sns.cn-north-1.amazonaws.com.cn/{CERT}", True),
+        (GOV_TOPIC, f"https://sns.us-gov-west-1.amazonaws.com/{CERT}", True),
+        (AWS_TOPIC, "https://sns.s3.amazonaws.com/x.pem", False),
+        (AWS_TOPIC, "https://sns.s3-external-1.amazonaws.com/x.pem", False),
+        (AWS_TOPIC, f"https://sns.us-west-2.amazonaws.com/{CERT}", False),
+        (AWS_TOPIC, f"https://sns.us-east-1.amazonaws.com.cn/{CERT}", False),
+        (CN_TOPIC, f"https://sns.cn-north-1.amazonaws.com/{CERT}", False),
+        (GOV_TOPIC, f"https://sns.us-gov-west-1.amazonaws.com.cn/{CERT}", False),
+        (AWS_TOPIC, f"http://sns.us-east-1.amazonaws.com/{CERT}", False),
+        (AWS_TOPIC, f"https://SNS.us-east-1.amazonaws.com/{CERT}", False),
+        (AWS_TOPIC, f"https://sns.us-east-1.amazonaws.com./{CERT}", False),
+        (AWS_TOPIC, f"https://sns.us-east-1.amazonaws.com.evil.example/{CERT}", False),
+        (AWS_TOPIC, f"https://sns.us-east-1.amazonaws.com:443/{CERT}", False),
+        (AWS_TOPIC, f"https://sns.us-east-1.amazonaws.com:8443/{CERT}", False),
+        (AWS_TOPIC, f"https://sns.us-east-1.amazonaws.com@evil.example/{CERT}", False),
+        (AWS_TOPIC, f"https://evil.example/?https://sns.us-east-1.amazonaws.com/{CERT}", False),
+        (AWS_TOPIC, f" https://sns.us-east-1.amazonaws.com/{CERT}", False),
+        (AWS_TOPIC, f"https://sns.us-east-1.amazonaws.com\\@evil.example/{CERT}", False),
+        (AWS_TOPIC, "https://sns.us-east-1.amazonaws.com", False),
+        (
+            "arn:aws-iso:sns:us-iso-east-1:123456789012:topic",
+            f"https://sns.us-iso-east-1.c2s.ic.gov/{CERT}",
+            False,
+        ),
+        ("arn:aws:sns:s3:123456789012:topic", f"https://sns.s3.amazonaws.com/{CERT}", False),
+        ("not an arn", f"https://sns.us-east-1.amazonaws.com/{CERT}", False),
     ],
 )
-async def test_url_check(pattern: str, url: str, trusted: bool) -> None:
+async def test_default_rule_trusts_only_the_https_sns_host_of_the_topics_region_and_partition(
+    topic_arn: str, url: str, trusted: bool
+) -> None:
     async with httpx.AsyncClient() as http:
-        verifier = SnsMessageVerifier(pattern, http, accepted_topic_arns=[OTHER_TOPIC_ARN])
-        assert verifier.is_trusted(url) is trusted
+        verifier = SnsMessageVerifier(None, http, accepted_topic_arns=[topic_arn], allow_signature_v1=False)
+        assert verifier.is_trusted(url, topic_arn) is trusted
+
+
+@pytest.mark.parametrize(
+    ("url", "trusted"),
+    [
+        ("https://sns.example/x.pem", True),
+        ("http://sns.example/x.pem", False),  # the pattern decides the scheme too
+        # A lax pattern still cannot be steered to another host by the URL's syntax.
+        ("https://sns.example@evil.example/x.pem", False),
+        ("https://sns.example:secret@evil.example/x.pem", False),
+        ("https://sns.example\\@evil.example/x.pem", False),
+        ("https://sns.example:99999/x.pem", False),
+        ("https://sns.example/x\n.pem", False),
+    ],
+)
+async def test_explicit_pattern_replaces_the_host_rule_but_not_the_syntax_checks(
+    url: str, trusted: bool
+) -> None:
+    async with httpx.AsyncClient() as http:
+        verifier = SnsMessageVerifier(
+            r"^https://sns\.example", http, accepted_topic_arns=[AWS_TOPIC], allow_signature_v1=False
+        )
+        assert verifier.is_trusted(url, AWS_TOPIC) is trusted
+
+
+# --- the webhook's settings ------------------------------------------------------------------------
+
+
+REQUIRED_ENV = {
+    "DATABASE_URL": "postgresql://app@db.internal/app",
+    "S3_BUCKET_NAME": "bucket",
+    "SNS_TOPIC_ARN": AWS_TOPIC,
+    "SQS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/queue",
+    "JWT_SECRET": "x" * 40,
+}
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """The required settings in the environment, read from a directory without a `.env`."""
+    monkeypatch.chdir(ROOT / "tests")
+    for name, value in REQUIRED_ENV.items():
+        monkeypatch.setenv(name, value)
+    return monkeypatch
+
+
+def test_webhook_defaults_are_the_strict_ones(env: pytest.MonkeyPatch) -> None:
+    settings = load(Settings)
+    assert settings.sns_trusted_url_pattern is None
+    assert settings.sns_allow_signature_v1 is False
+
+
+def test_empty_sns_trusted_url_pattern_means_the_default_rule_not_match_anything(
+    env: pytest.MonkeyPatch,
+) -> None:
+    env.setenv("SNS_TRUSTED_URL_PATTERN", "")
+    assert load(Settings).sns_trusted_url_pattern is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("SNS_TRUSTED_URL_PATTERN", "(", "SNS_TRUSTED_URL_PATTERN: Value error, not a regular expression"),
+        ("SNS_ALLOW_SIGNATURE_V1", "maybe", "SNS_ALLOW_SIGNATURE_V1: Input should be a valid boolean"),
+    ],
+)
+def test_bad_webhook_setting_is_one_line_naming_it(
+    env: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    env.setenv(name, value)
+    with pytest.raises(SettingsError) as refused:
+        load(Settings)
+    assert str(refused.value).startswith(f"invalid configuration: {message}")
+    assert "\n" not in str(refused.value)
+
+
+async def test_user_records_message_through_the_webhook_rewrites_nothing(
+    webhook: httpx.AsyncClient, sns: Sns, s3: Any, bucket: str
+) -> None:
+    # Only /users/sqs/send's messages, straight from the service's own queue, may write user files:
+    # a topic can have publishers the service does not know.
+    user_id = unique_id()
+    message = {
+        "message_type": "user_records",
+        "data_type": "financial",
+        "user_id": user_id,
+        "record": {"user_id": user_id, "account_number": "ATTACKER0001"},
+    }
+    response = await post(webhook, sns.notification(json.dumps(message)))
+    assert response.status_code == 200, response.text  # acknowledged, so SNS does not deliver it again
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"users/financial/{user_id}.json")
+    assert listed.get("KeyCount", 0) == 0
