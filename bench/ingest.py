@@ -121,6 +121,7 @@ async def precompute_rows(path: Path) -> list[Row]:
             max_bytes=2**40,
             max_decompressed_bytes=2**40,
             max_records=2**40,
+            max_record_bytes=2**40,
         )
         async for batch in stream.batches():
             for record in batch:

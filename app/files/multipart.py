@@ -10,7 +10,14 @@ from python_multipart.multipart import parse_options_header
 from app.core.errors import DomainError
 
 MAX_FIELD_BYTES = 4096  # small text fields (key, overwrite); files go through the sink
+MAX_PART_HEADER_BYTES = 8192  # one part's headers in all: a browser's are ~150 bytes; nginx allows 8 KiB
+MAX_PART_HEADERS = 8  # Content-Disposition, Content-Type and a client's extras (python-multipart's default)
+MAX_FORM_PARTS = 16  # the form is `key` and `file`: room for fields a client adds, not for thousands
 FILE_FIELD = "file"
+BAD_HEADERS = (
+    f"A form part's headers are malformed or over the limits ({MAX_PART_HEADERS} headers, "
+    f"{MAX_PART_HEADER_BYTES} bytes in all)."
+)
 
 
 class BadForm(DomainError):
@@ -41,11 +48,32 @@ async def read_form(
     events: list[tuple[str, bytes]] = []
     header_name = bytearray()
     header_value = bytearray()
+    # The envelope is counted as the parser calls back, so it stops growing inside one large chunk too.
+    parts = 0
+    header_bytes = 0  # of the current part
+    in_headers = False
+
+    def on_part_begin() -> None:
+        nonlocal parts, header_bytes, in_headers
+        parts += 1
+        if parts > MAX_FORM_PARTS:
+            raise BadForm(f"The form has more than {MAX_FORM_PARTS} parts.")
+        header_bytes = 0
+        in_headers = True
+        events.append(("begin", b""))
+
+    def count_header_bytes(start: int, end: int) -> None:
+        nonlocal header_bytes
+        header_bytes += end - start
+        if header_bytes > MAX_PART_HEADER_BYTES:
+            raise BadForm(BAD_HEADERS)
 
     def on_header_field(data: bytes, start: int, end: int) -> None:
+        count_header_bytes(start, end)
         header_name.extend(data[start:end])
 
     def on_header_value(data: bytes, start: int, end: int) -> None:
+        count_header_bytes(start, end)
         header_value.extend(data[start:end])
 
     def on_header_end() -> None:
@@ -53,16 +81,28 @@ async def read_form(
         header_name.clear()
         header_value.clear()
 
+    def on_headers_finished() -> None:
+        nonlocal in_headers
+        in_headers = False
+        events.append(("headers_done", b""))
+
     callbacks = {
-        "on_part_begin": lambda: events.append(("begin", b"")),
+        "on_part_begin": on_part_begin,
         "on_part_data": lambda data, start, end: events.append(("data", bytes(data[start:end]))),
         "on_part_end": lambda: events.append(("end", b"")),
         "on_header_field": on_header_field,
         "on_header_value": on_header_value,
         "on_header_end": on_header_end,
-        "on_headers_finished": lambda: events.append(("headers_done", b"")),
+        "on_headers_finished": on_headers_finished,
     }
-    parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
+    # The parser checks each header line (and the count) itself, before the callbacks see the bytes: a
+    # single line over the limit fails there, named below; the callbacks add the limit over all lines.
+    parser = MultipartParser(
+        boundary,
+        callbacks,  # type: ignore[arg-type]
+        max_header_count=MAX_PART_HEADERS,
+        max_header_size=MAX_PART_HEADER_BYTES,
+    )
     part = _Part()
     sink: Callable[[bytes], Awaitable[None]] | None = None
     saw_file = False
@@ -106,7 +146,7 @@ async def read_form(
             events.clear()
         parser.finalize()
     except MultipartParseError:
-        raise BadForm("The multipart body is malformed.") from None
+        raise BadForm(BAD_HEADERS if in_headers else "The multipart body is malformed.") from None
     for event in events:
         await handle(*event)
     return fields, saw_file

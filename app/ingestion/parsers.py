@@ -30,7 +30,7 @@ NOT_RECORDS = "a JSON file must hold an object or an array of objects"
 CANONICAL = orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
 
 ParseErrorCode = Literal[
-    "unsupported_format", "parse_error", "encoding", "file_too_large", "too_many_records"
+    "unsupported_format", "parse_error", "encoding", "file_too_large", "too_many_records", "record_too_large"
 ]
 
 
@@ -110,6 +110,7 @@ class RecordStream:
         max_bytes: int,
         max_decompressed_bytes: int,
         max_records: int,
+        max_record_bytes: int,
         chunk_size: int = 1024 * 1024,
     ) -> None:
         self._source = source
@@ -117,6 +118,7 @@ class RecordStream:
         self._max_bytes = max_bytes
         self._max_decompressed_bytes = max_decompressed_bytes
         self._max_records = max_records
+        self._max_record_bytes = max_record_bytes
         self._chunk_size = chunk_size
         self._hash = hashlib.sha256()
         self.raw_bytes = 0
@@ -164,6 +166,12 @@ class RecordStream:
     def _too_many(self) -> ParseError:
         return ParseError("too_many_records", f"the file has more than {self._max_records} records")
 
+    def _too_large(self, line: int) -> ParseError:
+        return ParseError("record_too_large", f"line {line}: {self._too_large_problem()}", line)
+
+    def _too_large_problem(self) -> str:
+        return f"the record is larger than {self._max_record_bytes} bytes"
+
     # Bytes: raw -> decompressed -> text without a byte order mark, in pieces of at most PIECE_BYTES.
 
     async def _raw(self) -> AsyncIterator[bytes]:
@@ -195,18 +203,39 @@ class RecordStream:
     # JSON Lines
 
     async def _lines(self) -> AsyncIterator[list[bytes]]:
-        """Complete lines without their `\\n`, a list per piece; a line spanning pieces is joined once."""
+        """Complete lines without their `\\n`, a list per piece; a line spanning pieces is joined once.
+
+        A line longer than the record limit is refused as soon as its pieces add up to more, before they
+        are joined. Only a line that spans pieces is measured (once per piece); the lines inside one piece
+        are too only when the limit is below the piece size, as nothing shorter can be over it.
+        """
+        limit = self._max_record_bytes
         pending: list[bytes] = []
+        pending_bytes = 0
+        number = 0  # lines yielded so far
         async for piece in self._text():
             lines = piece.split(b"\n")
             tail = lines.pop()
             if lines:
                 if pending:
+                    pending_bytes += len(lines[0])
+                    if pending_bytes > limit:
+                        raise self._too_large(number + 1)
                     pending.append(lines[0])
                     lines[0] = b"".join(pending)
                     pending.clear()
+                    pending_bytes = 0
+                if len(piece) > limit and max(map(len, lines)) > limit:
+                    at = next(at for at, line in enumerate(lines) if len(line) > limit)
+                    if at:  # parsed first, so that an error in one of them is the one reported
+                        yield lines[:at]
+                    raise self._too_large(number + at + 1)
+                number += len(lines)
                 yield lines
             if tail:
+                pending_bytes += len(tail)
+                if pending_bytes > limit:
+                    raise self._too_large(number + 1)
                 pending.append(tail)
         if pending:
             yield [b"".join(pending)]
@@ -260,6 +289,11 @@ class RecordStream:
         guard = _DepthGuard()
         taken = 0  # items yielded before `found`
         carry = b""  # an incomplete UTF-8 sequence at the end of the previous piece
+        # ijson builds the item (or the single object) whole. It does not say where an item ends, so what is
+        # counted is the bytes fed since the last piece that completed one: an item's parts in the pieces
+        # it starts and ends in are not, and what ijson holds stays under the limit plus two pieces.
+        limit = self._max_record_bytes
+        fed = 0
 
         def invalid(code: ParseErrorCode, problem: str) -> ParseError:
             number = taken + len(found) + 1  # the item being parsed
@@ -284,6 +318,11 @@ class RecordStream:
                 yield found
                 taken += len(found)
                 found.clear()
+                fed = 0
+            else:
+                fed += valid
+                if fed > limit:
+                    raise invalid("record_too_large", self._too_large_problem())
         if carry:
             raise invalid("encoding", "not valid UTF-8 (cut short)")
         try:
@@ -308,9 +347,10 @@ class RecordStream:
 
     # CSV: the stdlib reader, fed texts that end at a record boundary.
 
-    async def _decoded(self) -> AsyncIterator[str]:
+    async def _decoded(self) -> AsyncIterator[tuple[str, int, int]]:
+        """Texts, each with its size in UTF-8 bytes and the count of newlines before it."""
         carry = b""
-        lines = 0  # newlines before the current piece, to place an encoding error
+        lines = 0  # newlines before the current piece (a carried incomplete sequence holds none)
         async for piece in self._text():
             data = carry + piece if carry else piece
             try:
@@ -319,17 +359,36 @@ class RecordStream:
                 line = lines + data.count(b"\n", 0, exc.start) + 1
                 raise ParseError("encoding", f"line {line}: not valid UTF-8", line) from None
             carry = data[used:]
+            yield text, used, lines
             lines += piece.count(b"\n")
-            yield text
         if carry:
             raise ParseError("encoding", f"line {lines + 1}: not valid UTF-8 (cut short)", lines + 1)
 
     async def _csv_texts(self) -> AsyncIterator[str]:
         """Texts cut after a newline where the count of `"` so far is even. RFC 4180 doubles a quote inside
-        a quoted field, so an odd count means a quoted field (maybe holding newlines) is still open."""
+        a quoted field, so an odd count means a quoted field (maybe holding newlines) is still open.
+
+        A record longer than the record limit (an unterminated quote makes the rest of the file one record)
+        is refused as soon as its texts add up to more, before they are joined. Records are measured only
+        when the text and the record it continues could together exceed the limit, which in the normal
+        case (small records, a limit well above the piece size) is never.
+        """
+        limit = self._max_record_bytes
         pending: list[str] = []
+        pending_bytes = 0  # UTF-8 bytes in `pending`: the start of the record the next text continues
         odd = False  # parity of the quotes in `pending`
-        async for text in self._decoded():
+        async for text, size, lines in self._decoded():
+            if pending_bytes + size > limit:
+                data = text.encode()
+                start = _csv_record_over(data, odd, -pending_bytes, limit)
+                if start is not None:
+                    if start > 0:  # the records before it are parsed first, an error in one is reported
+                        pending.append(data[:start].decode())
+                        yield "".join(pending)
+                        line = lines + data.count(b"\n", 0, start) + 1
+                    else:
+                        line = lines - sum(part.count("\n") for part in pending) + 1
+                    raise self._too_large(line)
             end_odd = odd ^ bool(text.count('"') & 1)
             cut = text.rfind("\n") + 1
             cut_odd = end_odd ^ bool(text.count('"', cut) & 1)
@@ -339,11 +398,14 @@ class RecordStream:
                 cut = previous
             if not cut:
                 pending.append(text)
+                pending_bytes += size
                 odd = end_odd
                 continue
             pending.append(text[:cut])
             yield "".join(pending)
-            pending = [text[cut:]]
+            rest = text[cut:]
+            pending = [rest]
+            pending_bytes = len(rest) if rest.isascii() else len(rest.encode())
             odd = end_odd
         if tail := "".join(pending):
             yield tail
@@ -394,6 +456,21 @@ class RecordStream:
             yield records
         if header is None:
             raise ParseError("parse_error", "line 1: the header row is missing", 1)
+
+
+def _csv_record_over(data: bytes, odd: bool, start: int, limit: int) -> int | None:
+    """Where the first record longer than `limit` bytes (its newline not counted) begins, relative to
+    `data`, or None. The record open when `data` begins began at `start` (<= 0), inside quotes if `odd`;
+    the record `data` leaves open counts with what it holds so far."""
+    at = 0
+    while (newline := data.find(b"\n", at)) >= 0:
+        odd ^= bool(data.count(b'"', at, newline) & 1)
+        at = newline + 1
+        if not odd:
+            if newline - start > limit:
+                return start
+            start = at
+    return start if len(data) - start > limit else None
 
 
 def _bad_line(line: bytes, number: int) -> ParseError:

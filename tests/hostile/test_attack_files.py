@@ -36,10 +36,12 @@ def quiet_bucket(s3: Any) -> str:
 
 
 @pytest.fixture(scope="module")
-async def strict_app(settings: Settings) -> AsyncIterator[FastAPI]:
-    """Low limits and the skip_rows policy, to reach each limit with a small file."""
+async def strict_app(settings: Settings, quiet_bucket: str) -> AsyncIterator[FastAPI]:
+    """Low limits and the skip_rows policy, to reach each limit with a small file; its own bucket (where
+    users/ files are typed) is the quiet one."""
     strict = api_only(settings).model_copy(
         update={
+            "s3_bucket_name": quiet_bucket,
             "ingest_max_file_bytes": 2 * MIB,
             "ingest_max_decompressed_bytes": 4 * MIB,
             "ingest_max_records": 1000,
@@ -66,12 +68,18 @@ async def stored(db: asyncpg.Connection, file_id: int) -> list[dict[str, Any]]:
     return [json.loads(row["data"]) if isinstance(row["data"], str | bytes) else row["data"] for row in rows]
 
 
-def gzip_bomb(decompressed_bytes: int) -> bytes:
-    """A valid gzip of `decompressed_bytes` zeros, about a thousandth of that size, made in pieces."""
+def gzip_of(start: bytes, filler: bytes, total_bytes: int, end: bytes = b"") -> bytes:
+    """A valid gzip of `start`, `filler` repeated to `total_bytes`, then `end`, made a MiB at a time: the
+    test never holds the decompressed file, and one repeated byte packs ~1000:1 (300 MiB in ~300 KB)."""
     packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-    block = b"\0" * MIB
-    parts = [packer.compress(block) for _ in range(decompressed_bytes // MIB)]
-    return b"".join([*parts, packer.flush()])
+    block = filler * (MIB // len(filler))
+    parts = [packer.compress(start), *(packer.compress(block) for _ in range(total_bytes // MIB))]
+    return b"".join([*parts, packer.compress(end), packer.flush()])
+
+
+def gzip_bomb(decompressed_bytes: int) -> bytes:
+    """A valid gzip of `decompressed_bytes` zeros, about a thousandth of that size."""
+    return gzip_of(b"", b"\0", decompressed_bytes)
 
 
 # --- files that end `failed` with a clear code -----------------------------------------------------
@@ -137,6 +145,43 @@ async def test_a_gzip_bomb_stops_at_the_decompressed_limit(
     assert (row["status"], row["error_code"]) == ("failed", "file_too_large")
     assert "uncompressed" in row["error_message"]
     assert peak < 64 * MIB  # stopped at the 4 MiB limit, not inflated to 512 MiB
+
+
+ONE_HUGE_RECORD = 300 * MIB  # far over the default record limit (16 MiB), far under the file limits
+
+
+@pytest.mark.parametrize(
+    ("name", "start", "end", "says"),
+    [
+        pytest.param("one-line.jsonl.gz", b'{"pad": "', b'"}\n', "line 1", id="jsonl-one-300-mib-line"),
+        pytest.param("open-quote.csv.gz", b'id,note\n1,"never closed', b"", "line 2", id="csv-open-quote"),
+        pytest.param("one-item.json.gz", b'[{"a": 1}, {"pad": "', b'"}]', "item 2", id="json-item"),
+    ],
+)
+async def test_one_huge_record_fails_record_too_large_in_bounded_memory(
+    app: FastAPI,
+    db: asyncpg.Connection,
+    s3: Any,
+    quiet_bucket: str,
+    name: str,
+    start: bytes,
+    end: bytes,
+    says: str,
+) -> None:
+    body = gzip_of(start, b"x", ONE_HUGE_RECORD, end)
+    # The default limits: the file (~300 KB, 300 MiB inflated) is within the file and decompressed ones.
+    limit = app.state.settings.ingest_max_record_bytes
+    assert (limit, len(body) < MIB) == (16 * MIB, True)
+    tracemalloc.start()
+    try:
+        row = await ingest(app, db, s3, quiet_bucket, name, body)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (row["status"], row["error_code"]) == ("failed", "record_too_large"), row["error_message"]
+    assert row["error_message"] == f"{says}: the record is larger than {limit} bytes"
+    assert peak < 64 * MIB, f"peak Python allocations {peak / MIB:.0f} MiB for one record of {name}"
+    assert await stored(db, row["id"]) == []
 
 
 @pytest.mark.parametrize(
@@ -297,5 +342,6 @@ async def test_deeply_nested_s3_objects_are_served_or_refused_never_a_500(
     merged = await client.put(f"/s3/{key}", json={"b": 2}, headers=bearer())
     for response in (read, merged):
         assert response.status_code in (200, 422), response.text
-        if response.status_code == 422:
-            assert "not JSON" in problem_of(response)["detail"]
+        if response.status_code == 422:  # too deep to parse (read) or to write back (merge)
+            detail = problem_of(response)["detail"]
+            assert "not JSON" in detail or "nests too deeply" in detail, detail

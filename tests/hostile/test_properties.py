@@ -296,6 +296,7 @@ async def _parse(data: bytes, fmt: FileFormat, chunk: int) -> list[dict[str, Any
         max_bytes=1 << 20,
         max_decompressed_bytes=1 << 20,
         max_records=10_000,
+        max_record_bytes=1 << 20,
         chunk_size=chunk,
     )
     async with asyncio.timeout(5):  # a parser that loops on some input fails here instead of hanging

@@ -59,6 +59,7 @@ def stream(
     max_bytes: int = NO_LIMIT,
     max_decompressed_bytes: int = NO_LIMIT,
     max_records: int = NO_LIMIT,
+    max_record_bytes: int = NO_LIMIT,
 ) -> RecordStream:
     return RecordStream(
         MemorySource(data, chunk),
@@ -66,6 +67,7 @@ def stream(
         max_bytes=max_bytes,
         max_decompressed_bytes=max_decompressed_bytes,
         max_records=max_records,
+        max_record_bytes=max_record_bytes,
     )
 
 
@@ -490,6 +492,156 @@ async def test_max_records_counts_rejected_records_too(fmt: FileFormat, data: by
     assert len(records) == 4
 
 
+# One record's size (max_record_bytes): refused while it is read, before it is held whole
+
+LIMIT = 100  # below a piece, so that a record can cross it inside one piece as well as across pieces
+
+
+def padded(size: int) -> bytes:
+    """A JSON object of exactly `size` bytes."""
+    return b'{"pad": "' + b"x" * (size - 11) + b'"}'
+
+
+@pytest.mark.parametrize("chunk", CHUNK_SIZES)
+@pytest.mark.parametrize("end", [b"\n{}\n", b""], ids=["lines-follow", "last-line"])
+async def test_jsonl_line_over_the_record_limit_fails_with_its_line_number(chunk: int, end: bytes) -> None:
+    data = b'{"a": 1}\n\n' + padded(LIMIT + 1) + end
+
+    error = await parse_error(data, FileFormat.JSONL, chunk, max_record_bytes=LIMIT)
+
+    assert (error.code, error.line) == ("record_too_large", 3)
+    assert error.message == "line 3: the record is larger than 100 bytes"
+
+
+@pytest.mark.parametrize("chunk", CHUNK_SIZES)
+async def test_jsonl_lines_of_exactly_the_record_limit_load(chunk: int) -> None:
+    data = padded(LIMIT) + b"\n" + padded(LIMIT - 1) + b"\r\n" + padded(LIMIT)  # a newline is not counted
+
+    records = await parse(data, FileFormat.JSONL, chunk, max_record_bytes=LIMIT)
+
+    assert [record.line for record in records if record.error is None] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("chunk", CHUNK_SIZES)
+@pytest.mark.parametrize(
+    ("fmt", "data"),
+    [
+        (FileFormat.JSONL, b'{"a": 1}\n{"a": \n' + padded(LIMIT + 1) + b"\n"),
+        (FileFormat.CSV, b'id\n1\n"x"y\n' + b"z" * (LIMIT + 1) + b"\n"),
+    ],
+)
+async def test_an_invalid_record_before_a_long_one_is_reported_first(
+    fmt: FileFormat, data: bytes, chunk: int
+) -> None:
+    error = await parse_error(data, fmt, chunk, max_record_bytes=LIMIT)
+
+    assert (error.code, error.line) == ("parse_error", 2 if fmt is FileFormat.JSONL else 3)
+
+
+@pytest.mark.parametrize("chunk", CHUNK_SIZES)
+@pytest.mark.parametrize("over", [1, 50])
+async def test_csv_record_over_the_record_limit_fails_with_the_line_it_starts_on(
+    chunk: int, over: int
+) -> None:
+    # Record 3 starts on line 4 and runs through line 5 inside its quotes: LIMIT + `over` bytes in all.
+    note = b"n" * 40 + b"\n" + b"n" * (LIMIT + over - 45)
+    data = b"id,note\n1,a\n2,b\n" + b'3,"' + note + b'"\n4,d\n'
+
+    error = await parse_error(data, FileFormat.CSV, chunk, max_record_bytes=LIMIT)
+
+    assert (error.code, error.line) == ("record_too_large", 4)
+    assert error.message == "line 4: the record is larger than 100 bytes"
+
+
+@pytest.mark.parametrize("chunk", CHUNK_SIZES)
+async def test_csv_records_of_exactly_the_record_limit_load(chunk: int) -> None:
+    note = b"n" * 40 + b"\n" + b'""' + b"n" * (LIMIT - 47)  # quotes and newlines inside a field count
+    data = b"id,note\n" + b'3,"' + note + b'"\n' + b"4," + b"n" * (LIMIT - 2) + b"\n" + b"5,e"
+
+    records = await parse(data, FileFormat.CSV, chunk, max_record_bytes=LIMIT)
+
+    assert [(record.line, record.error) for record in records] == [(2, None), (4, None), (5, None)]
+    assert records[0].data == {"id": "3", "note": "n" * 40 + '\n"' + "n" * (LIMIT - 47)}
+
+
+@pytest.mark.parametrize("chunk", CHUNK_SIZES)
+async def test_csv_a_multibyte_record_is_measured_in_bytes_not_characters(chunk: int) -> None:
+    data = b"id,note\n1," + "é".encode() * (LIMIT // 2) + b"\n"  # 52 characters, 102 bytes
+
+    error = await parse_error(data, FileFormat.CSV, chunk, max_record_bytes=LIMIT)
+
+    assert (error.code, error.line) == ("record_too_large", 2)
+
+
+@pytest.mark.parametrize("chunk", CHUNK_SIZES)
+async def test_json_item_over_the_record_limit_fails_with_its_item_number(chunk: int) -> None:
+    # ijson is not asked where an item ends: the pieces it starts and ends in are slack, not counted.
+    over = padded(LIMIT + 4 * min(chunk, PIECE_BYTES))
+    data = b'[{"a": 1}, ' + over + b', {"a": 2}]'
+
+    error = await parse_error(data, FileFormat.JSON, chunk, max_record_bytes=LIMIT)
+    single = await parse_error(over, FileFormat.JSON, chunk, max_record_bytes=LIMIT)
+
+    assert (error.code, error.line) == ("record_too_large", 2)
+    assert error.message == "item 2: the record is larger than 100 bytes"
+    assert (single.code, single.message) == (
+        "record_too_large",
+        "item 1: the record is larger than 100 bytes",
+    )
+
+
+@pytest.mark.parametrize("chunk", CHUNK_SIZES)
+async def test_json_items_under_the_record_limit_load(chunk: int) -> None:
+    item = padded(LIMIT - 8)  # the separator before an item can be counted with it
+
+    records = await parse(
+        b"[" + b", ".join([item] * 5) + b"]", FileFormat.JSON, chunk, max_record_bytes=LIMIT
+    )
+    single = await parse(padded(LIMIT), FileFormat.JSON, chunk, max_record_bytes=LIMIT)
+
+    assert [record.line for record in records if record.error is None] == [1, 2, 3, 4, 5]
+    assert len(single) == 1
+
+
+@pytest.mark.parametrize(
+    ("fmt", "start"),
+    [
+        (FileFormat.JSONL, b'{"a": 1}\n{"pad": "'),
+        (FileFormat.CSV, b'id,note\n1,"an open quote'),
+        (FileFormat.JSON, b'[{"a": 1}, {"pad": "'),
+    ],
+    ids=["jsonl", "csv-open-quote", "json"],
+)
+async def test_a_record_that_never_ends_fails_at_the_limit_not_at_the_end_of_the_file(
+    fmt: FileFormat, start: bytes
+) -> None:
+    def blocks() -> Iterator[bytes]:
+        yield start
+        for _ in range(64):
+            yield b"x" * MIB
+
+    parsed = RecordStream(
+        GeneratedSource(blocks()),
+        fmt,
+        max_bytes=NO_LIMIT,
+        max_decompressed_bytes=NO_LIMIT,
+        max_records=NO_LIMIT,
+        max_record_bytes=MIB,
+    )
+    tracemalloc.start()
+    try:
+        with pytest.raises(ParseError) as caught:
+            async for _ in parsed:
+                pass
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert (caught.value.code, caught.value.line) == ("record_too_large", 2)
+    assert parsed.decompressed_bytes < 2 * MIB  # stopped at the limit: 62 MiB of the file were never read
+    assert peak < 8 * MIB
+
+
 @pytest.mark.parametrize("compress", [False, True])
 async def test_sha256_is_of_the_raw_bytes_as_stored(compress: bool) -> None:
     text = b"id\n" + b"".join(b"%d\n" % n for n in range(10_000))
@@ -540,6 +692,7 @@ async def test_large_jsonl_parses_in_constant_memory() -> None:
         max_bytes=NO_LIMIT,
         max_decompressed_bytes=NO_LIMIT,
         max_records=NO_LIMIT,
+        max_record_bytes=NO_LIMIT,
     )
     seen = 0
     tracemalloc.start()
