@@ -7,6 +7,7 @@ Exit codes: 0 done, 1 the file failed (or a dry run found problems), 2 bad usage
 
 import argparse
 import asyncio
+import re
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -30,6 +31,13 @@ from app.core.security import SCOPES, mint_token
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
+# C0 and C1 controls and DEL: a terminal acts on them (escape sequences can rewrite the screen or title).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` for a terminal or a tab-separated line: control characters shown as \\xNN escapes."""
+    return _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -127,9 +135,15 @@ async def _ingest(args: argparse.Namespace) -> int:
             return EXIT_FAILURE
         finally:
             local.close()
+    from app.files.keys import key_rule_broken
+
     bucket, _, key = source.removeprefix("s3://").partition("/")
     if not bucket or not key:
         print("expected s3://bucket/key", file=sys.stderr)
+        return EXIT_CONFIG
+    broken = key_rule_broken(key)
+    if broken is not None:
+        print(f"invalid key: {broken}", file=sys.stderr)
         return EXIT_CONFIG
     return await _ingest_s3(args, bucket, key)
 
@@ -187,7 +201,7 @@ async def _files(args: argparse.Namespace) -> int:
     for row in rows:
         print(
             f"{row.id}\t{row.status}\t{row.created_at:%Y-%m-%dT%H:%M:%S}\t{row.rows_inserted}\t"
-            f"{row.error_code or '-'}\ts3://{row.bucket}/{row.key}"
+            f"{row.error_code or '-'}\ts3://{row.bucket}/{printable(row.key)}"
         )
     return EXIT_OK
 
@@ -209,12 +223,12 @@ async def _retry(args: argparse.Namespace) -> int:
 
     async with _service() as service:
         async with service.pool.acquire() as conn:
-            row = await repository.reopen_failed(conn, args.file_id)
+            row = await repository.reopen_for_retry(conn, args.file_id)
         if row is None:
-            print(f"file {args.file_id} does not exist or is not failed", file=sys.stderr)
+            print(f"file {args.file_id} does not exist or is neither failed nor pending", file=sys.stderr)
             return EXIT_FAILURE
         ref = ObjectRef(row.bucket, row.key, row.version_id, row.etag, row.size_bytes)
-        with _progress_bar(args, unit="B", unit_scale=True, desc=row.key[-40:]) as bar:
+        with _progress_bar(args, unit="B", unit_scale=True, desc=printable(row.key[-40:])) as bar:
             ingestor = service.ingestor(_byte_progress(bar))
             try:
                 claimed = await ingestor.claim(ref, "cli", resolve=False)

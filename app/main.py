@@ -1,4 +1,8 @@
-"""create_app() and the lifespan that owns the settings, the database pool and the AWS clients."""
+"""create_app() and the lifespan that owns the settings, the database pool and the AWS clients.
+
+`uvicorn app.main:app` (the original service's command) finds `app` here: it is built on first access from
+the environment, so importing this module reads no setting and opens no connection.
+"""
 
 import asyncio
 import gc
@@ -17,7 +21,9 @@ from app.core.config import EXIT_CONFIG, Settings, SettingsError, get_settings
 from app.core.errors import install_error_handlers
 from app.core.http import AccessLog, EdgeMiddleware
 from app.core.logging import configure_logging
+from app.core.openapi import install_openapi
 from app.core.security import TokenVerifier
+from app.files.budget import ByteBudget
 from app.files.router import router as files_router
 from app.ingestion.consumer import Consumer
 from app.ingestion.dispatcher import Dispatcher, sns_handler
@@ -27,8 +33,9 @@ from app.ingestion.reports import DailyReportJob
 from app.ingestion.router import router as ingestion_router
 from app.ingestion.service import BackgroundLoads
 from app.notifications.router import router as notifications_router
-from app.notifications.webhook import SnsMessageVerifier
+from app.notifications.webhook import HandledMessageIds, SnsMessageVerifier
 from app.notifications.webhook import router as sns_webhook_router
+from app.ops.router import Readiness
 from app.ops.router import router as ops_router
 from app.users.router import router as users_router
 
@@ -67,11 +74,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             settings.sns_trusted_url_pattern,
             app.state.http,
             accepted_topic_arns=settings.accepted_topic_arns,
+            allow_signature_v1=settings.sns_allow_signature_v1,
         )
+        app.state.sns_handled_ids = HandledMessageIds()
         ingestor = Ingestor(pool, s3_by_bucket.client_for, settings)
         dispatcher = Dispatcher(ingestor, app.state.aws.s3, settings.s3_bucket_name)
         app.state.ingestor = ingestor
-        app.state.background_loads = BackgroundLoads(ingestor)
+        app.state.background_loads = BackgroundLoads(ingestor, settings.ingest_max_api_loads)
         stack.push_async_callback(app.state.background_loads.stop)
         app.state.reconciler = Reconciler(pool, ingestor, s3_by_bucket.client_for, settings)
         if settings.reconcile_interval_seconds:
@@ -84,7 +93,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             )
             reports.start()
             stack.push_async_callback(reports.stop)
-        app.state.sns_notification_handler = sns_handler(dispatcher)
+        app.state.sns_notification_handler = sns_handler(dispatcher, app.state.background_loads)
         app.state.consumer = None
         if settings.sqs_consumer_enabled:
             consumer = Consumer(app.state.aws.sqs, dispatcher, settings)
@@ -157,7 +166,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(settings)
     app.state.access_log = AccessLog()
+    app.state.json_budget = ByteBudget(settings.json_budget_bytes)
+    app.state.readiness = Readiness()
     install_error_handlers(app)
+    install_openapi(app)
     # Routes are tried in order: the user record routes, the most requested, go first.
     for router in (
         users_router,
@@ -177,3 +189,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         access_log=app.state.access_log,
     )
     return app
+
+
+def __getattr__(name: str) -> FastAPI:
+    """The module-level `app`, created from the environment the first time it is asked for (PEP 562)."""
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    application = create_app()
+    globals()["app"] = application  # later lookups find it without calling this again
+    return application

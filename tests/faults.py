@@ -23,6 +23,7 @@ class TcpProxy:
         self.latency = 0.0
         self.accepted = 0  # connections forwarded
         self.refused = 0  # connections reset because the proxy was cut or refusing
+        self.requests = 0  # reads forwarded from clients to the server: about one per query or request
         self._refusing = False
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -74,16 +75,19 @@ class TcpProxy:
         self._writers |= {client_writer, upstream_writer}
         try:
             await asyncio.gather(
-                self._pipe(client_reader, upstream_writer),
+                self._pipe(client_reader, upstream_writer, counted=True),
                 self._pipe(upstream_reader, client_writer),
             )
         except asyncio.CancelledError:  # the proxy's loop is closing: drop the connection quietly
             client_writer.transport.abort()
             upstream_writer.transport.abort()
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, counted: bool = False
+    ) -> None:
         with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
             while data := await reader.read(65536):
+                self.requests += counted
                 if self.latency:
                     await asyncio.sleep(self.latency)
                 writer.write(data)

@@ -66,13 +66,14 @@ def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Compl
 class ServiceProcess:
     """`python -m app serve` in a subprocess, for what only a real process shows."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, command: list[str] | None = None) -> None:
+        """`command`: what starts it instead of `python -m app serve` (the port is appended)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve", "--port", str(self.port)],
+            [*(command or [sys.executable, "-m", "app", "serve"]), "--port", str(self.port)],
             cwd=log_path.parent,
             env=isolated_env(env),
             stdout=self._log,

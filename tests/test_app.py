@@ -6,6 +6,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -18,6 +19,7 @@ from app.core.logging import HANDLER_NAME
 from app.main import create_app
 from tests.faults import TcpProxy
 from tests.helpers import api_only, bearer, problem_of, unique_id
+from tests.ingestion.helpers import wait_until
 
 
 async def test_health_is_ok_without_auth(client: httpx.AsyncClient) -> None:
@@ -200,26 +202,37 @@ async def test_docs_and_openapi_are_public_and_declare_bearer_auth(client: httpx
     assert {"401", "403", "409", "415", "422"} <= create["responses"].keys()
 
 
-async def test_database_outage_is_503_problem_then_recovers(settings: Settings) -> None:
+@asynccontextmanager
+async def behind_a_database_proxy(settings: Settings) -> AsyncIterator[tuple[TcpProxy, httpx.AsyncClient]]:
+    """A client of an API-only app whose database connections go through a fault proxy."""
     proxy, proxied_url = await TcpProxy.in_front_of(str(settings.database_url))
     proxied = create_app(api_only(settings).model_copy(update={"database_url": proxied_url}))
     async with proxied.router.lifespan_context(proxied):
         transport = httpx.ASGITransport(app=proxied, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            path = f"/users/{unique_id()}/personal"
-            assert (await http.get(path, headers=bearer())).status_code == 404
-            await proxy.cut()
-            down = await http.get(path, headers=bearer())
-            assert down.status_code == 503
-            assert problem_of(down)["detail"] == "A backing service is unavailable; retry shortly."
-            assert down.headers["retry-after"]
-            not_ready = await http.get("/ready")
-            assert not_ready.status_code == 503
-            assert problem_of(not_ready)["checks"]["database"].startswith("failed")
-            await proxy.restore()
-            assert (await http.get(path, headers=bearer())).status_code == 404
-            assert (await http.get("/ready")).status_code == 200
-        await proxy.stop()
+            yield proxy, http
+    await proxy.stop()
+
+
+async def test_database_outage_is_503_problem_then_recovers(settings: Settings) -> None:
+    async with behind_a_database_proxy(settings) as (proxy, http):
+        path = f"/users/{unique_id()}/personal"
+        assert (await http.get(path, headers=bearer())).status_code == 404
+        await proxy.cut()
+        down = await http.get(path, headers=bearer())
+        assert down.status_code == 503
+        assert problem_of(down)["detail"] == "A backing service is unavailable; retry shortly."
+        assert down.headers["retry-after"]
+        not_ready = await http.get("/ready")
+        assert not_ready.status_code == 503
+        assert problem_of(not_ready)["checks"]["database"].startswith("failed")
+        await proxy.restore()
+        assert (await http.get(path, headers=bearer())).status_code == 404
+
+        async def ready_again() -> bool:  # /ready reuses its checks for a second
+            return (await http.get("/ready")).status_code == 200
+
+        await wait_until(ready_again, deadline_seconds=10)
 
 
 async def test_a_content_length_that_is_not_a_number_does_not_lift_the_body_limit() -> None:
@@ -248,3 +261,12 @@ async def test_a_content_length_that_is_not_a_number_does_not_lift_the_body_limi
     with pytest.raises(BodyTooLarge):
         await edge(scope, receive, send)
     assert read == [1000]  # the second chunk took it over the limit
+
+
+async def test_ready_runs_its_checks_at_most_about_once_a_second(settings: Settings) -> None:
+    # /ready is public: each round costs a query and two AWS calls, so a flood must not multiply them.
+    async with behind_a_database_proxy(settings) as (proxy, http):
+        before = proxy.requests
+        answers = await asyncio.gather(*(http.get("/ready") for _ in range(50)))
+        assert {response.status_code for response in answers} == {200}
+        assert proxy.requests - before <= 4  # one round of checks (two, if a second passed)

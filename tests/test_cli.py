@@ -166,3 +166,31 @@ async def test_report_publish_writes_the_report_to_s3(
     assert f"s3://{bucket}/reports/1998-07-01/ingestion-report.html" in published.stderr
     stored = s3.get_object(Bucket=bucket, Key="reports/1998-07-01/ingestion-report.json")
     assert b'"date": "1998-07-01"' in stored["Body"].read()
+
+
+async def test_files_command_escapes_control_characters_in_keys(
+    app: Any, tmp_path: Path, service_env: dict[str, str], db: asyncpg.Connection
+) -> None:
+    # A row from before events were checked: its key must not reach a terminal as escape sequences.
+    bucket = f"cli-{secrets.token_hex(4)}"
+    await db.execute(
+        "INSERT INTO file_processing_log (bucket, key, etag, status, trigger) "
+        "VALUES ($1, $2, 'e', 'failed', 'sqs')",
+        bucket,
+        "evil\x1b]0;pwned\x07\x9b31m.jsonl",
+    )
+    listed = run_cli(
+        ["files", "--key-prefix", "evil"], {**service_env, "SQS_CONSUMER_ENABLED": "false"}, tmp_path
+    )
+    assert listed.returncode == 0, listed.stderr
+    line = next(line for line in listed.stdout.splitlines() if bucket in line)
+    assert line.endswith(f"s3://{bucket}/evil\\x1b]0;pwned\\x07\\x9b31m.jsonl")
+    assert not any(ord(char) < 0x20 and char != "\t" for char in line)
+
+
+def test_ingest_of_a_key_with_a_control_character_is_a_usage_error(
+    tmp_path: Path, service_env: dict[str, str]
+) -> None:
+    result = run_cli(["ingest", "s3://some-bucket/bad\x01key.jsonl"], service_env, tmp_path)
+    assert result.returncode == 2
+    assert "control characters" in result.stderr

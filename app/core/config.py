@@ -12,6 +12,7 @@ from pydantic import (
     PostgresDsn,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -48,6 +49,8 @@ class DatabaseSettings(_Base):
     db_pool_max_size: int = Field(default=20, ge=1)
     db_command_timeout_seconds: float = Field(default=30.0, gt=0)
     db_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    # The longest anything waits for a pooled connection (requests: 5 s); then it fails as an outage does.
+    db_pool_wait_seconds: float = Field(default=30.0, gt=0)
 
     @model_validator(mode="after")
     def _pool_bounds(self) -> "DatabaseSettings":
@@ -56,13 +59,23 @@ class DatabaseSettings(_Base):
         return self
 
 
+def _empty_is_unset(value: object) -> object:
+    # `JWT_ISSUER=` as in .env.example means no issuer, not an issuer that is the empty string.
+    return None if value == "" else value
+
+
 class AuthSettings(_Base):
     """What token verification and `python -m app token` need."""
 
     jwt_secret: SecretStr | None = None
     jwt_jwks_url: AnyHttpUrl | None = None
-    jwt_issuer: str | None = None
-    jwt_audience: str | None = None
+    # Validated when unset too: JWKS mode requires them. Declared after JWT_JWKS_URL, which they read.
+    jwt_issuer: Annotated[str | None, BeforeValidator(_empty_is_unset)] = Field(
+        default=None, validate_default=True
+    )
+    jwt_audience: Annotated[str | None, BeforeValidator(_empty_is_unset)] = Field(
+        default=None, validate_default=True
+    )
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
     jwks_cache_seconds: int = Field(default=300, ge=0)
 
@@ -71,6 +84,15 @@ class AuthSettings(_Base):
     def _secret_strength(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value().encode()) < MIN_HS256_SECRET_BYTES:
             raise ValueError(f"must be at least {MIN_HS256_SECRET_BYTES} bytes")
+        return value
+
+    @field_validator("jwt_issuer", "jwt_audience")
+    @classmethod
+    def _required_with_jwks(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # An identity provider signs tokens for all its applications with the same keys: without both
+        # checks, a token minted for another of them would pass here.
+        if value is None and info.data.get("jwt_jwks_url") is not None:
+            raise ValueError("required when JWT_JWKS_URL is set")
         return value
 
     @model_validator(mode="after")
@@ -117,6 +139,8 @@ class IngestSettings(_Base):
     ingest_max_file_bytes: int = Field(default=2 * 1024**3, ge=1)
     ingest_max_decompressed_bytes: int = Field(default=8 * 1024**3, ge=1)
     ingest_max_records: int = Field(default=50_000_000, ge=1)
+    # One JSON Lines line, CSV record or JSON item is held whole while it is parsed: this bounds that memory.
+    ingest_max_record_bytes: int = Field(default=16 * 1024**2, ge=1)
     ingest_error_policy: Literal["reject_file", "skip_rows"] = "reject_file"
     ingest_exclude_prefixes: Annotated[list[str], NoDecode, BeforeValidator(_comma_separated)] = Field(
         default_factory=lambda: ["reports/"]
@@ -144,6 +168,8 @@ class Settings(DatabaseSettings, AuthSettings, IngestSettings):
     sqs_backoff_base_seconds: int = Field(default=5, ge=0, le=43_200)
     sqs_backoff_max_seconds: int = Field(default=900, ge=0, le=43_200)
     shutdown_grace_seconds: float = Field(default=20.0, ge=0, le=3_600)
+    # Loads started by POST /ingestion/files, /retry and the SNS webhook at once (429 / 503 beyond).
+    ingest_max_api_loads: int = Field(default=4, ge=1, le=100)
 
     # Cross-account sources: bucket name -> the IAM role its files are read with.
     s3_bucket_roles: BucketRolesSetting = Field(default_factory=dict)
@@ -163,11 +189,16 @@ class Settings(DatabaseSettings, AuthSettings, IngestSettings):
     max_request_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_upload_bytes: int = Field(default=104_857_600, ge=1024)
     s3_max_json_bytes: int = Field(default=10_485_760, ge=1024)
+    # JSON bytes the /s3 and user-file routes parse at once (unset: S3_MAX_JSON_BYTES): bounds their memory.
+    s3_json_budget_bytes: int | None = Field(default=None, ge=1024)
 
-    # SNS HTTP(S) subscriptions: certificate and subscribe URLs must match this pattern, and only
-    # these topics are accepted (empty: SNS_TOPIC_ARN alone).
-    sns_trusted_url_pattern: str = r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/"
+    # SNS HTTP(S) subscriptions. Certificate and subscribe URLs must be https on exactly the SNS host of
+    # the message topic's region, unless this pattern is set (an emulator): then they must match it.
+    sns_trusted_url_pattern: str | None = None
+    # Only these topics are accepted (empty: SNS_TOPIC_ARN alone).
     sns_webhook_topic_arns: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # SignatureVersion 1 signs with SHA-1; only for a topic whose SignatureVersion cannot be set to 2.
+    sns_allow_signature_v1: bool = False
     ready_check_timeout_seconds: float = Field(default=2.0, gt=0)
     migrate_on_startup: bool = True
 
@@ -176,9 +207,17 @@ class Settings(DatabaseSettings, AuthSettings, IngestSettings):
     def _topic_list(cls, value: object) -> object:
         return _comma_separated(value)
 
+    @field_validator("sns_trusted_url_pattern", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        # `SNS_TRUSTED_URL_PATTERN=` is unset, not the empty pattern (which matches every URL).
+        return None if value == "" else value
+
     @field_validator("sns_trusted_url_pattern")
     @classmethod
-    def _compiles(cls, value: str) -> str:
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
         try:
             re.compile(value)
         except re.error as exc:
@@ -201,6 +240,10 @@ class Settings(DatabaseSettings, AuthSettings, IngestSettings):
     def reconcile_sources(self) -> list[tuple[str, str]]:
         """(bucket, prefix) pairs the sweep lists; the whole of S3_BUCKET_NAME when none is set."""
         return reconcile_sources(self.reconcile_prefixes, default_bucket=self.s3_bucket_name)
+
+    @property
+    def json_budget_bytes(self) -> int:
+        return self.s3_json_budget_bytes or self.s3_max_json_bytes
 
     @property
     def accepted_topic_arns(self) -> frozenset[str]:

@@ -29,6 +29,32 @@ class MigrationError(Exception):
     pass
 
 
+# SQLSTATE classes (PostgreSQL's Appendix A) that describe the server, the connection or contention, never
+# the data: connection exception, transaction rollback (serialization, deadlock), insufficient resources,
+# object not in prerequisite state (lock not available), operator intervention (query canceled, admin or
+# crash shutdown, cannot connect now), system error, internal error.
+_TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "55", "57", "58", "XX"})
+# read_only_sql_transaction: after a failover the old primary is a replica until the DNS name moves.
+_TRANSIENT_SQLSTATES = frozenset({"25006"})
+# What a database failure can be raised as; `is_transient` tells the two kinds apart.
+DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a database failure is worth retrying later, rather than a verdict on the data or a bug.
+
+    Server errors go by their SQLSTATE class (asyncpg raises a value it cannot encode, such as an integer
+    beyond bigint, as SQLSTATE 22000). Its client-side errors go by kind: a DataError (a ValueError) is
+    about the data; the others (a closed connection, a protocol error) and network errors are not.
+    """
+    if isinstance(exc, asyncpg.PostgresError):
+        state = exc.sqlstate or ""
+        return state[:2] in _TRANSIENT_SQLSTATE_CLASSES or state in _TRANSIENT_SQLSTATES
+    if isinstance(exc, ValueError):
+        return False
+    return isinstance(exc, asyncpg.InterfaceError | OSError | TimeoutError)
+
+
 JSONB_BINARY_VERSION = b"\x01"  # the jsonb binary wire format: a version byte, then the JSON text
 
 
@@ -63,20 +89,22 @@ class FairPool(asyncpg.Pool):
     than connections, some wait for seconds (the API benchmark's p99 and max). A FIFO semaphore of the
     pool's size in front of it admits waiters in order, and an admitted one always finds a free
     connection. Every acquire (context manager, `await`, and the pool's fetch/execute shortcuts) and
-    every release goes through it. The acquire timeout bounds the wait for a turn.
+    every release goes through it. The acquire timeout bounds the wait for a turn; without one,
+    `wait_limit` does, so nothing waits for a connection for ever.
     """
 
-    __slots__ = ("_lent", "_turns")
+    __slots__ = ("_lent", "_turns", "_wait_limit")
 
-    def __init__(self, dsn: str, *, max_size: int, **kwargs: Any) -> None:
+    def __init__(self, dsn: str, *, max_size: int, wait_limit: float, **kwargs: Any) -> None:
         super().__init__(dsn, max_size=max_size, **kwargs)
         self._turns = _Turns(max_size)
+        self._wait_limit = wait_limit
         # id -> connection handed out and not yet released: a turn is given back once per connection
         # handed out, whatever else release() is called with.
         self._lent: dict[int, Connection] = {}
 
     def acquire(self, *, timeout: float | None = None) -> "_FairAcquire":  # type: ignore[override]
-        return _FairAcquire(self, timeout)
+        return _FairAcquire(self, self._wait_limit if timeout is None else timeout)
 
     async def _acquire_in_turn(self, wait_limit: float | None) -> Connection:
         await self._turns.take(wait_limit)
@@ -176,6 +204,7 @@ async def create_pool(settings: DatabaseSettings) -> FairPool:
         reset=_keep_session,
         min_size=settings.db_pool_min_size,
         max_size=settings.db_pool_max_size,
+        wait_limit=settings.db_pool_wait_seconds,
         command_timeout=settings.db_command_timeout_seconds,
         timeout=settings.db_connect_timeout_seconds,
         server_settings={"application_name": "aws-s3-service"},

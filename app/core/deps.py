@@ -14,6 +14,7 @@ from app.core.aws import AwsClients
 from app.core.config import Settings
 
 if TYPE_CHECKING:
+    from app.files.budget import ByteBudget
     from app.ingestion.loader import Ingestor
     from app.ingestion.service import BackgroundLoads
 
@@ -36,3 +37,7 @@ def ingestor(request: Request) -> "Ingestor":
 
 def background_loads(request: Request) -> "BackgroundLoads":
     return request.app.state.background_loads  # type: ignore[no-any-return]
+
+
+def json_budget(request: Request) -> "ByteBudget":
+    return request.app.state.json_budget  # type: ignore[no-any-return]

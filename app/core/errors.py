@@ -14,13 +14,13 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from app.core import aws
+from app.core import aws, db
 
 logger = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 HTTP_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
-RETRY_AFTER_SECONDS = "5"  # what a 503 tells clients; long enough for a pool to reconnect
+RETRY_AFTER_SECONDS = 5  # what a 503 tells clients; long enough for a pool to reconnect
 
 
 class ProblemResponse(JSONResponse):
@@ -50,6 +50,7 @@ class DomainError(Exception):
 
     status: int = HTTPStatus.BAD_REQUEST
     slug: str = "bad-request"
+    retry_after_seconds: int | None = None  # sent as Retry-After (503, 429)
 
     def __init__(self, detail: str, *, field: str | None = None, location: str = "body") -> None:
         super().__init__(detail)
@@ -71,6 +72,7 @@ class Conflict(DomainError):
 class ServiceUnavailable(DomainError):
     status = HTTPStatus.SERVICE_UNAVAILABLE
     slug = "service-unavailable"
+    retry_after_seconds = RETRY_AFTER_SECONDS
 
 
 def _field_name(loc: tuple[int | str, ...]) -> str:
@@ -111,7 +113,7 @@ def _unavailable_problem() -> ProblemResponse:
         HTTPStatus.SERVICE_UNAVAILABLE,
         "A backing service is unavailable; retry shortly.",
         slug="service-unavailable",
-        headers={"Retry-After": RETRY_AFTER_SECONDS},
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
 
 
@@ -134,7 +136,7 @@ def _route(request: Request) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> ProblemResponse:
-        headers = {"Retry-After": RETRY_AFTER_SECONDS} if isinstance(exc, ServiceUnavailable) else None
+        headers = None if exc.retry_after_seconds is None else {"Retry-After": str(exc.retry_after_seconds)}
         extensions: dict[str, Any] = {}
         if exc.field is not None:
             extensions["errors"] = [
@@ -155,8 +157,6 @@ def install_error_handlers(app: FastAPI) -> None:
         return _validation_problem(exc)
 
     @app.exception_handler(BackingServiceDown)
-    @app.exception_handler(asyncpg.PostgresConnectionError)
-    @app.exception_handler(asyncpg.InterfaceError)
     @app.exception_handler(OSError)
     @app.exception_handler(TimeoutError)
     async def _unavailable(request: Request, exc: Exception) -> ProblemResponse:
@@ -164,6 +164,15 @@ def install_error_handlers(app: FastAPI) -> None:
             "dependency unavailable", extra={"error_type": type(exc).__name__, "route": _route(request)}
         )
         return _unavailable_problem()
+
+    @app.exception_handler(asyncpg.PostgresError)
+    @app.exception_handler(asyncpg.InterfaceError)
+    async def _database(request: Request, exc: Exception) -> ProblemResponse:
+        # By SQLSTATE: a failover, a cancelled query or an exhausted server is 503, retried by the client;
+        # an error about the data is a 500, because the API should have refused the input first.
+        if db.is_transient(exc):
+            return await _unavailable(request, exc)
+        return await _crash(request, exc)
 
     @app.exception_handler(ClientError)
     async def _aws_refused(request: Request, exc: ClientError) -> ProblemResponse:

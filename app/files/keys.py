@@ -25,7 +25,8 @@ class UnsupportedFileType(DomainError):
     slug = "unsupported-file-type"
 
 
-def _key_rule_broken(key: str) -> str | None:
+def key_rule_broken(key: str) -> str | None:
+    """Which rule of SPEC 5 `key` breaks, in a sentence; None for a good key."""
     if not key:
         return "The key is empty."
     if len(key.encode("utf-8", errors="surrogatepass")) > S3_MAX_KEY_BYTES:
@@ -41,7 +42,7 @@ def _key_rule_broken(key: str) -> str | None:
 
 def validate_key(key: str, location: str = "path") -> str:
     """The key itself, or InvalidKey (422 naming the `key` field) saying which rule it breaks."""
-    broken = _key_rule_broken(key)
+    broken = key_rule_broken(key)
     if broken is not None:
         raise InvalidKey(broken, field="key", location=location)
     return key

@@ -5,20 +5,23 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import ClientDisconnect
 
+from app.audit.repository import AuditAction, AuditedObject
 from app.core import deps
 from app.core.aws import AwsClients
 from app.core.config import Settings
+from app.core.db import transaction
 from app.core.errors import problem_responses
-from app.core.http import BodyTooLarge, require_json
+from app.core.http import BodyTooLarge, JsonBytes, require_json
+from app.core.json_values import FiniteJson
 from app.core.security import Principal, RequireScope, ScopeFirstRoute
 from app.files import service
 from app.files.keys import content_type_for, validate_key
 from app.files.multipart import BadForm, boundary_of, read_form
 from app.files.storage import StreamingUpload
+from app.users import service as users
 
 router = APIRouter(
     prefix="/s3", tags=["s3"], responses=problem_responses(401, 403), route_class=ScopeFirstRoute
@@ -33,7 +36,7 @@ class UploadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     key: str = Field(description="Where to store the file; .json, .jsonl, .ndjson or .csv, optionally .gz")
-    content: Any = Field(
+    content: FiniteJson = Field(
         description="JSON for a .json key (or its text); a list of objects or the text for .jsonl/.ndjson; "
         "the text for .csv. Gzipped by the service for .gz keys."
     )
@@ -74,19 +77,26 @@ _UPLOAD_BODY = {
 @router.get(
     "/{key:path}",
     summary="Read the JSON object at key",
+    description="Keys under `users/` also need `users:read`; reads of financial and health files are "
+    "audited.",
+    response_class=JsonBytes,
     responses={**problem_responses(404, 422, 502, 503), 304: {"description": "Not modified"}},
 )
 async def get_object(
     key: str,
     request: Request,
-    _: Reader,
+    principal: Reader,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    stored = await service.get_json(deps.aws(request), deps.settings(request), validate_key(key))
+    key = validate_key(key)
+    users.require_key_scope(principal, key, write=False)
+    settings = deps.settings(request)
+    stored = await service.get_json(deps.aws(request), settings, deps.json_budget(request), key)
+    await _audit(request, principal, AuditAction.READ, key, stored.version_id or stored.etag)
     headers = {"ETag": stored.etag}
     if if_none_match is not None and service.etag_matches(if_none_match, stored.etag):
         return Response(status_code=HTTPStatus.NOT_MODIFIED, headers=headers)
-    return JSONResponse(stored.document, headers=headers)
+    return JsonBytes(stored.raw, headers=headers)
 
 
 @router.put(
@@ -94,23 +104,27 @@ async def get_object(
     summary="Merge-update the JSON object at key (RFC 7396 JSON Merge Patch)",
     description="The patch's objects merge into the stored object, `null` removes a member, anything "
     "else replaces. Safe under concurrent writers. Send `If-Match: <ETag>` to update only the version "
-    "you read (412 otherwise).",
+    "you read (412 otherwise). Keys under `users/` also need `users:write`.",
     dependencies=[Depends(require_json)],
+    response_class=JsonBytes,
     responses=problem_responses(400, 404, 409, 412, 413, 415, 422, 502, 503),
 )
 async def merge_object(
     key: str,
-    patch: Annotated[Any, Body(media_type="application/merge-patch+json")],
+    patch: Annotated[FiniteJson, Body(media_type="application/merge-patch+json")],
     request: Request,
-    _: Writer,
+    principal: Writer,
     if_match: Annotated[str | None, Header()] = None,
 ) -> Response:
+    key = validate_key(key)
+    users.require_key_scope(principal, key, write=True)
     merged, result = await service.merge(
-        deps.aws(request), deps.settings(request), validate_key(key), patch, if_match
+        deps.aws(request), deps.settings(request), deps.json_budget(request), key, patch, if_match
     )
-    return JSONResponse(
-        merged,
-        headers={"ETag": result.written.etag, NOTIFICATION_HEADER: str(result.notified).lower()},
+    written = result.written
+    await _audit(request, principal, AuditAction.UPDATE, key, written.version_id or written.etag)
+    return JsonBytes(
+        merged, headers={"ETag": written.etag, NOTIFICATION_HEADER: str(result.notified).lower()}
     )
 
 
@@ -121,20 +135,22 @@ async def merge_object(
     summary="Upload a .json/.jsonl/.ndjson/.csv file (optionally .gz)",
     description="Either a JSON body `{key, content}` or multipart/form-data with a `file` part and an "
     "optional `key` field placed before it. Multipart files are streamed to S3; 409 if the key exists "
-    "unless `overwrite=true`.",
+    "unless `overwrite=true`. Keys under `users/` also need `users:write`.",
     openapi_extra=_UPLOAD_BODY,
     responses=problem_responses(400, 409, 413, 415, 422, 502, 503),
 )
 async def upload(
     request: Request,
-    _: Writer,
+    principal: Writer,
     overwrite: Annotated[bool, Query(description="replace an existing object")] = False,
 ) -> UploadResponse:
     aws, settings = deps.aws(request), deps.settings(request)
     content_type = request.headers.get("content-type", "")
     boundary = boundary_of(content_type)
     if boundary is not None:
-        key, result = await _upload_multipart(request, aws, settings, boundary, overwrite=overwrite)
+        key, result = await _upload_multipart(
+            request, aws, settings, principal, boundary, overwrite=overwrite
+        )
     else:
         await require_json(request)
         body = await _read_limited(request, settings.max_request_body_bytes)
@@ -145,16 +161,29 @@ async def upload(
                 [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
             ) from None
         key = validate_key(parsed.key, "body")
+        users.require_key_scope(principal, key, write=True)
         result = await service.upload_content(aws, settings, key, parsed.content, overwrite=overwrite)
+    written = result.written
+    action = AuditAction.UPDATE if overwrite else AuditAction.CREATE
+    await _audit(request, principal, action, key, written.version_id or written.etag)
     return UploadResponse(
         bucket=settings.s3_bucket_name,
         key=key,
-        etag=result.written.etag,
-        size=result.written.size,
-        version_id=result.written.version_id,
+        etag=written.etag,
+        size=written.size,
+        version_id=written.version_id,
         content_type=content_type_for(key),
         notification_published=result.notified,
     )
+
+
+async def _audit(request: Request, principal: Principal, action: AuditAction, key: str, version: str) -> None:
+    """The audit row of a financial or health file read or written through /s3 (after the S3 call: a read
+    is answered only once its row is committed)."""
+    if users.is_audited_key(key):
+        async with transaction(deps.pool(request)) as conn:
+            obj = AuditedObject(deps.settings(request).s3_bucket_name, key, version)
+            await users.audit_object(conn, principal, action, obj)
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:
@@ -167,12 +196,19 @@ async def _read_limited(request: Request, limit: int) -> bytes:
 
 
 async def _upload_multipart(
-    request: Request, aws: AwsClients, settings: Settings, boundary: bytes, *, overwrite: bool
+    request: Request,
+    aws: AwsClients,
+    settings: Settings,
+    principal: Principal,
+    boundary: bytes,
+    *,
+    overwrite: bool,
 ) -> tuple[str, service.WriteResult]:
     target: dict[str, Any] = {}
 
     async def on_file(filename: str | None, fields: dict[str, str]) -> Any:
         key = validate_key(fields.get("key") or filename or "", "body")
+        users.require_key_scope(principal, key, write=True)
         stream = await service.start_stream(aws, settings, key, overwrite=overwrite)
         target.update(key=key, stream=stream)
         return stream.write

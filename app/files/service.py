@@ -8,10 +8,13 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
+import orjson
+
 from app.core.aws import AwsClients
 from app.core.config import Settings
 from app.core.errors import Conflict, DomainError
 from app.files import storage
+from app.files.budget import ByteBudget
 from app.files.keys import GZIP_SUFFIX, content_type_for, file_kind
 from app.files.merge import MAX_PATCH_DEPTH, depth, merge_patch
 from app.files.storage import StoredJson, Written
@@ -48,7 +51,8 @@ def etag_matches(header: str, etag: str) -> bool:
 
 
 def _json_bytes(document: Any) -> bytes:
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+    # allow_nan=False: NaN and Infinity are not JSON, and nothing stored here may hold them.
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
 async def _notify(aws: AwsClients, settings: Settings, event: str, key: str, written: Written) -> bool:
@@ -64,35 +68,49 @@ async def _notify(aws: AwsClients, settings: Settings, event: str, key: str, wri
     )
 
 
-async def get_json(aws: AwsClients, settings: Settings, key: str) -> StoredJson:
-    return await storage.read_json(aws.s3, settings.s3_bucket_name, key, settings.s3_max_json_bytes)
+async def get_json(aws: AwsClients, settings: Settings, budget: ByteBudget, key: str) -> StoredJson:
+    """The object's bytes once they are known to be JSON; parsed within the budget, the parse then dropped."""
+    opened = await storage.open_object(aws.s3, settings.s3_bucket_name, key, settings.s3_max_json_bytes)
+    async with opened, budget.hold(opened.size):
+        data = await opened.read()
+        storage.parse_json(data, key)
+    return StoredJson(storage.json_body(data), opened.etag, opened.version_id)
 
 
 async def merge(
-    aws: AwsClients, settings: Settings, key: str, patch: Any, if_match: str | None
-) -> tuple[Any, WriteResult]:
-    """Apply a merge patch with a conditional put on the ETag read; a lost race re-reads and retries."""
+    aws: AwsClients, settings: Settings, budget: ByteBudget, key: str, patch: Any, if_match: str | None
+) -> tuple[bytes, WriteResult]:
+    """Apply a merge patch with a conditional put on the ETag read; a lost race re-reads and retries.
+
+    The stored document, the merged one and its bytes are held within the budget until the write ends."""
     if depth(patch) > MAX_PATCH_DEPTH:
         raise InvalidContent(f"The patch nests deeper than {MAX_PATCH_DEPTH} levels.")
     for attempt in range(MAX_MERGE_ATTEMPTS):
-        current = await get_json(aws, settings, key)
-        if if_match is not None and not etag_matches(if_match, current.etag):
-            raise PreconditionFailed
-        merged = merge_patch(current.document, patch)
-        data = _json_bytes(merged)
-        if len(data) > settings.s3_max_json_bytes:
-            raise InvalidContent(f"The merged object would exceed {settings.s3_max_json_bytes} bytes.")
-        try:
-            written = await storage.put_bytes(
-                aws.s3, settings.s3_bucket_name, key, data, "application/json", if_match=current.etag
-            )
-        except storage.ObjectChanged:
-            if if_match is not None:
-                raise PreconditionFailed from None
+        opened = await storage.open_object(aws.s3, settings.s3_bucket_name, key, settings.s3_max_json_bytes)
+        async with opened, budget.hold(opened.size):
+            if if_match is not None and not etag_matches(if_match, opened.etag):
+                raise PreconditionFailed
+            current = storage.parse_json(await opened.read(), key)
+            try:
+                data = _json_bytes(merge_patch(current, patch))
+            except RecursionError:  # json.dumps recurses once per level; orjson read up to 1024
+                raise InvalidContent("The merged object nests too deeply to be stored.") from None
+            del current  # what the budget does not count any more than it must
+            if len(data) > settings.s3_max_json_bytes:
+                raise InvalidContent(f"The merged object would exceed {settings.s3_max_json_bytes} bytes.")
+            try:
+                written = await storage.put_bytes(
+                    aws.s3, settings.s3_bucket_name, key, data, "application/json", if_match=opened.etag
+                )
+            except storage.ObjectChanged:
+                if if_match is not None:
+                    raise PreconditionFailed from None
+                written = None
+        if written is None:
             # Jittered backoff so racing writers do not collide again in lockstep.
             await asyncio.sleep(random.uniform(0, 0.02 * 2**attempt))  # noqa: S311
             continue
-        return merged, WriteResult(written, await _notify(aws, settings, EVENT_UPDATED, key, written))
+        return data, WriteResult(written, await _notify(aws, settings, EVENT_UPDATED, key, written))
     raise Conflict("The object kept changing while merging; retry.")
 
 
@@ -103,8 +121,8 @@ def _serialize_content(key: str, content: Any) -> bytes:
         data = content.encode()
         if suffix == ".json":
             try:
-                json.loads(data)
-            except ValueError:
+                orjson.loads(data)
+            except orjson.JSONDecodeError:
                 raise InvalidContent("`content` is a string that is not JSON, for a .json key.") from None
     elif suffix == ".json":
         data = _json_bytes(content)

@@ -1,10 +1,11 @@
 """S3 object I/O: read JSON with its ETag, conditional puts, and a bounded-memory streaming writer."""
 
-import json
+import codecs
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
+import orjson
 from botocore.exceptions import ClientError
 
 from app.core import aws
@@ -13,7 +14,7 @@ from app.core.errors import DomainError, NotFound
 S3_MIN_PART_BYTES = 5 * 1024 * 1024  # API limit: every part but the last is at least 5 MiB
 UPLOAD_PART_BYTES = S3_MIN_PART_BYTES  # what one upload holds in memory; files of up to ~48 GiB
 S3_MAX_PARTS = 10_000  # API limit
-_MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
+MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 _PRECONDITION = frozenset({"PreconditionFailed", "412"})
 # S3 answers 409 ConditionalRequestConflict when two conditional writes race on one key.
 _CONFLICT = frozenset({"ConditionalRequestConflict", "409"})
@@ -56,7 +57,9 @@ class UploadTooLarge(DomainError):
 
 @dataclass(frozen=True, slots=True)
 class StoredJson:
-    document: Any
+    """A stored object's bytes, checked to be JSON (UTF-8, no byte order mark, no NaN or Infinity)."""
+
+    raw: bytes
     etag: str
     version_id: str | None
 
@@ -68,22 +71,53 @@ class Written:
     size: int
 
 
-async def read_json(s3: Any, bucket: str, key: str, max_bytes: int) -> StoredJson:
+class OpenedObject:
+    """A GET whose headers have arrived; its body is read (or the connection released) inside `async with`."""
+
+    def __init__(self, response: Any) -> None:
+        self._response = response
+        self.size: int = response["ContentLength"]
+        self.etag: str = response["ETag"]
+        self.version_id: str | None = response.get("VersionId")
+
+    async def read(self) -> bytes:
+        data: bytes = await self._response["Body"].read()
+        return data
+
+    async def __aenter__(self) -> "OpenedObject":
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self._response["Body"].close()
+
+
+async def open_object(s3: Any, bucket: str, key: str, max_bytes: int) -> OpenedObject:
+    """Start reading `key`: ObjectNotFound, or ObjectTooLarge before any byte of the body is read."""
     try:
         response = await s3.get_object(Bucket=bucket, Key=key)
     except ClientError as exc:
-        if aws.error_code(exc) in _MISSING:
+        if aws.error_code(exc) in MISSING_CODES:
             raise ObjectNotFound(key) from None
         raise
-    async with response["Body"] as body:
-        if response["ContentLength"] > max_bytes:
+    opened = OpenedObject(response)
+    if opened.size > max_bytes:
+        async with opened:
             raise ObjectTooLarge(f"The object is larger than {max_bytes} bytes; it is not served as JSON.")
-        data = await body.read()
+    return opened
+
+
+def parse_json(data: bytes, key: str) -> Any:
+    """The document, parsed strictly: RFC 8259 JSON in UTF-8, so NaN, Infinity and other encodings are
+    NotJson (a stored `NaN` would otherwise be read, then fail to serialize in the response)."""
     try:
-        document = json.loads(data)
-    except (ValueError, RecursionError):
+        return orjson.loads(json_body(data))
+    except orjson.JSONDecodeError:  # also nesting beyond orjson's 1024 levels
         raise NotJson(f"The object at '{key}' is not JSON.") from None
-    return StoredJson(document, response["ETag"], response.get("VersionId"))
+
+
+def json_body(data: bytes) -> bytes:
+    """The bytes to serve for JSON that `parse_json` accepted: without a UTF-8 byte order mark."""
+    return data.removeprefix(codecs.BOM_UTF8)
 
 
 async def put_bytes(
@@ -112,7 +146,7 @@ async def put_bytes(
             raise ObjectExists(key) from None
         if code in _PRECONDITION | _CONFLICT:
             raise ObjectChanged from None
-        if code in _MISSING:
+        if code in MISSING_CODES:
             raise ObjectNotFound(key) from None
         raise
     return Written(response["ETag"], response.get("VersionId"), len(data))
@@ -122,7 +156,7 @@ async def exists(s3: Any, bucket: str, key: str) -> bool:
     try:
         await s3.head_object(Bucket=bucket, Key=key)
     except ClientError as exc:
-        if aws.error_code(exc) in _MISSING:
+        if aws.error_code(exc) in MISSING_CODES:
             return False
         raise
     return True

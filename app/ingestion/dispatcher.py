@@ -1,16 +1,20 @@
 """What to do with one message: do its work, then a verdict (delete, retry later, wait, dead-letter)."""
 
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
+import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client import Counter
 
 from app.core import aws
 from app.core.errors import ServiceUnavailable
+from app.files import storage
 from app.ingestion.envelopes import (
     CustomMessage,
     FileEvents,
@@ -21,13 +25,15 @@ from app.ingestion.envelopes import (
     classify,
 )
 from app.ingestion.loader import Ingestor, Transient
+from app.ingestion.service import BackgroundLoads, LoadsFull
+from app.users.files import as_of, record_time, user_file_key
 from app.users.schemas import RecordType
-from app.users.service import user_file_key
 
 logger = logging.getLogger(__name__)
 
 DEAD_LETTER_REASON = "dead_letter_reason"  # message attribute carrying why a message was dead-lettered
-_SERVER_FIELDS = frozenset({"created_at", "updated_at"})  # not part of a record's input schema
+USER_FILE_MAX_BYTES = 1_048_576  # what one SQS message can hold: a larger file is no snapshot of ours
+USER_FILE_WRITE_ATTEMPTS = 5  # conditional writes that lost a race, tried again
 
 MESSAGES = Counter("consumer_messages_total", "Messages by kind and verdict", ["kind", "verdict"])
 
@@ -67,6 +73,9 @@ class Dispatcher:
         match message:
             case FileEvents(objects=objects):
                 return await self._ingest(objects, trigger)
+            case UserRecordsMessage() if trigger != "sqs":
+                # Only /users/sqs/send's own messages, straight from the queue, may rewrite user records.
+                return Verdict("dead_letter", reason="user_records messages are accepted only from the queue")
             case UserRecordsMessage():
                 return await self._write_user_file(message)
             case TestEvent(bucket=bucket):
@@ -98,31 +107,69 @@ class Dispatcher:
         return Verdict("delay", delay_seconds=wait) if wait else DELETE
 
     async def _write_user_file(self, message: UserRecordsMessage) -> Verdict:
-        record = {name: value for name, value in message.record.items() if name not in _SERVER_FIELDS}
+        """Write the snapshot to users/{type}/{user_id}.json, unless the file there is as new or newer (a
+        redriven or late message must not bring old values back); the write is conditional on the file
+        read, so a concurrent writer makes it look again."""
+        record = {name: value for name, value in message.record.items() if name != "created_at"}
         record["user_id"] = message.user_id
+        snapshot = record_time(record.get("updated_at"))
         key = user_file_key(RecordType(message.data_type), message.user_id)
+        body = json.dumps(record, ensure_ascii=False).encode()
         try:
-            await self._s3.put_object(
-                Bucket=self._bucket,
-                Key=key,
-                Body=json.dumps(record, ensure_ascii=False).encode(),
-                ContentType="application/json",
-            )
+            for _ in range(USER_FILE_WRITE_ATTEMPTS):
+                current = await self._user_file_state(key)
+                if current is not None and snapshot is not None and current[1] >= snapshot:
+                    logger.info("user file is newer than the message; not written", extra={"key": key})
+                    return DELETE
+                try:
+                    await storage.put_bytes(
+                        self._s3,
+                        self._bucket,
+                        key,
+                        body,
+                        "application/json",
+                        if_match=current[0] if current else None,
+                        if_none_match=current is None,
+                    )
+                except (storage.ObjectChanged, storage.ObjectExists, storage.ObjectNotFound):
+                    continue  # replaced or removed since it was read: look again
+                logger.info("user file written", extra={"key": key})
+                return DELETE
         except BotoCoreError as exc:
             return Verdict("retry", reason=type(exc).__name__)
         except ClientError as exc:
             if aws.is_transient(exc):
                 return Verdict("retry", reason=aws.error_code(exc))
             return Verdict("dead_letter", reason=f"S3 refused writing the user file ({aws.error_code(exc)})")
-        logger.info("user file written", extra={"key": key})
-        return DELETE
+        return Verdict("retry", reason="the user file kept changing while it was written")
+
+    async def _user_file_state(self, key: str) -> tuple[str, datetime] | None:
+        """(ETag, when its data is as of) of the user file now at `key`; None when there is none."""
+        try:
+            response = await self._s3.get_object(Bucket=self._bucket, Key=key)
+        except ClientError as exc:
+            if aws.error_code(exc) in storage.MISSING_CODES:
+                return None
+            raise
+        async with response["Body"] as body:
+            document = None
+            if response["ContentLength"] <= USER_FILE_MAX_BYTES:  # else not one record: its time is S3's
+                with contextlib.suppress(ValueError):
+                    document = orjson.loads(await body.read())
+        written_at = record_time(document.get("updated_at") if isinstance(document, dict) else None)
+        return response["ETag"], as_of(written_at, response["LastModified"])
 
 
-def sns_handler(dispatcher: Dispatcher) -> Callable[[str, str], Awaitable[None]]:
-    """The SNS webhook's notification handler: a failure answers 5xx, so SNS delivers again."""
+def sns_handler(dispatcher: Dispatcher, loads: BackgroundLoads) -> Callable[[str, str], Awaitable[None]]:
+    """The SNS webhook's notification handler: a failure answers 5xx, so SNS delivers again. It loads in a
+    place of the API's loads, so a burst of notifications cannot start more loads than that."""
 
     async def handle(message: str, message_id: str) -> None:
-        verdict = await dispatcher.dispatch(message, message_id=message_id, trigger="sns")
+        try:
+            with loads.place():
+                verdict = await dispatcher.dispatch(message, message_id=message_id, trigger="sns")
+        except LoadsFull:
+            raise ServiceUnavailable("Too many files are loading; deliver it again later.") from None
         if verdict.action in ("retry", "delay"):
             raise ServiceUnavailable("The notification cannot be processed now; deliver it again later.")
         if verdict.action == "dead_letter":

@@ -9,15 +9,16 @@ from urllib.parse import unquote_plus
 
 import orjson
 
+from app.files.keys import key_rule_broken
 from app.files.merge import depth
 from app.notifications.events import EVENT_UPDATED, EVENT_UPLOADED, SERVICE_SOURCE
+from app.users.files import USER_RECORDS_MESSAGE
 from app.users.schemas import USER_ID_PATTERN, RecordType
-from app.users.service import USER_RECORDS_MESSAGE
 
 logger = logging.getLogger(__name__)
 
 MAX_BODY_CHARS = 1_048_576  # SQS's largest message is 1 MiB, and a character is at least one byte
-S3_MAX_KEY_BYTES = 1024  # S3's limit on a key, UTF-8 encoded
+MAX_OBJECT_SIZE = 2**63 - 1  # what the processing log's bigint holds (S3's own limit is 50 TB)
 # What botocore lets through as a bucket name (legacy us-east-1 names included); anything else could
 # never be read, so the message is dead-lettered at once instead of retried as if S3 were down.
 _BUCKET_NAME = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
@@ -175,7 +176,7 @@ def _from_document(document: dict[str, Any], *, via_sns: bool) -> Message | None
     if "detail-type" in document:
         return _eventbridge_event(document, via_sns=via_sns)
     if "message_type" in document:
-        return _user_records(document)
+        return _user_records(document, via_sns=via_sns)
     if document.get("source") == SERVICE_SOURCE:
         return _service_notification(document, via_sns=via_sns)
     if document.get("Service") == "Amazon S3":
@@ -259,10 +260,14 @@ def _test_event(document: dict[str, Any]) -> Message:
     return TestEvent(bucket if isinstance(bucket, str) and bucket else None)
 
 
-def _user_records(document: dict[str, Any]) -> Message:
+def _user_records(document: dict[str, Any], *, via_sns: bool) -> Message:
     where = "user_records message"
     if document["message_type"] != USER_RECORDS_MESSAGE:
         raise _Malformed("message_type is not user_records")
+    if via_sns:
+        # /users/sqs/send puts them on the queue itself; through a topic, anyone allowed to publish there
+        # could rewrite user records.
+        raise _Malformed(f"{where} inside an SNS envelope (accepted only straight from the queue)")
     data_type = document.get("data_type")
     if not isinstance(data_type, str) or data_type not in RECORD_TYPES:
         raise _Malformed(f"{where} whose data_type is not personal, financial or health")
@@ -300,15 +305,19 @@ def _object_ref(
             key = unquote_plus(key, errors="strict")
         except UnicodeDecodeError:
             raise _Malformed(f"{where} with a key that is not URL-encoded UTF-8") from None
-    if len(key.encode()) > S3_MAX_KEY_BYTES:
-        raise _Malformed(f"{where} with a key longer than S3's {S3_MAX_KEY_BYTES} bytes")
+    broken = key_rule_broken(key)
+    if broken is not None:
+        # The same rules as the API's keys: a control character (NUL above all) cannot be stored or shown.
+        raise _Malformed(f"{where} with a key the service does not accept: {broken}")
     if version_id is not None and not isinstance(version_id, str):
         raise _Malformed(f"{where} whose version id is not a string")
     if etag is not None and not isinstance(etag, str):
         raise _Malformed(f"{where} whose etag is not a string")
     # bool is an int in Python, and JSON true is no size.
-    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
-        raise _Malformed(f"{where} whose size is not a non-negative integer")
+    if size is not None and (
+        not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_OBJECT_SIZE
+    ):
+        raise _Malformed(f"{where} whose size is not an integer from 0 to 2^63-1")
     return ObjectRef(bucket, key, version_id or None, _unquoted(etag), size)
 
 

@@ -10,37 +10,34 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from datetime import datetime
+from typing import Any, Literal, NoReturn
 
 import aiohttp
 import asyncpg
 from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client import Counter, Histogram
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from app.audit import repository as audit
-from app.audit.repository import AuditAction
-from app.core import aws
+from app.audit.repository import AuditAction, AuditedObject
+from app.core import aws, db
 from app.core.config import Settings
 from app.core.cross_account import RoleAssumptionDenied
-from app.core.db import Connection
+from app.core.db import DATABASE_ERRORS, Connection
 from app.core.errors import BackingServiceDown
 from app.ingestion import repository
 from app.ingestion.envelopes import ObjectRef
 from app.ingestion.parsers import ParseError, Record, RecordStream, detect_format
 from app.ingestion.repository import Counts
 from app.users import repository as users_repository
-from app.users.schemas import FinancialCreate, HealthCreate, PersonalCreate, RecordType
+from app.users.files import as_of, record_type_of
+from app.users.schemas import AUDITED, FILE_RECORD_MODELS, RecordType
 
 logger = logging.getLogger(__name__)
 
 # Identifies this process's leases; a restarted process is a new owner, so its old leases expire.
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-USER_FILE_MODELS: dict[RecordType, type[BaseModel]] = {
-    RecordType.PERSONAL: PersonalCreate,
-    RecordType.FINANCIAL: FinancialCreate,
-    RecordType.HEALTH: HealthCreate,
-}
 PROBE_TIMEOUT_SECONDS = 5.0
 MAX_REPORTED_ERRORS = 5  # rejected-record reasons kept in the processing log
 JSONB_NUL = b"\\u0000"  # PostgreSQL's jsonb cannot store U+0000
@@ -142,13 +139,6 @@ class _Tally:
         return Counts(self.read, self.changed, valid - self.changed, self.rejected)
 
 
-def _user_file_kind(key: str) -> RecordType | None:
-    for kind in RecordType:
-        if key.startswith(f"users/{kind.value}/"):
-            return kind
-    return None
-
-
 def _validation_reason(line: int, exc: ValidationError) -> str:
     # Field names and rule messages only: the rejected values may be personal data.
     problems = "; ".join(
@@ -171,20 +161,6 @@ def _s3_failure(exc: ClientError) -> Exception:
     if code in {"AccessDenied", "403"}:
         return _Permanent("access_denied", "S3 denied reading the object")
     return _Permanent("s3_error", f"S3 refused the read ({code})")
-
-
-# What a dropped connection, a restart or a busy database looks like: retry later.
-_DB_TRANSIENT = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.SerializationError,
-    asyncpg.exceptions.DeadlockDetectedError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.TooManyConnectionsError,
-    asyncpg.exceptions.AdminShutdownError,
-    OSError,
-    TimeoutError,
-)
 
 
 class Ingestor:
@@ -210,7 +186,7 @@ class Ingestor:
             async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
                 await self._pool.fetchval("SELECT 1")
                 await self._s3_for(bucket).head_bucket(Bucket=bucket)
-        except (*_DB_TRANSIENT, ClientError, BotoCoreError, aiohttp.ClientError):
+        except (*DATABASE_ERRORS, ClientError, BotoCoreError, aiohttp.ClientError):
             return False
         return True
 
@@ -281,7 +257,9 @@ class Ingestor:
                 )
                 if claim is None:
                     return await self._already_known(conn, ref)
-        except _DB_TRANSIENT as exc:
+        except DATABASE_ERRORS as exc:
+            if not db.is_transient(exc):
+                raise
             FILES.labels("transient").inc()
             raise Transient(f"database: {type(exc).__name__}") from exc
         return Claimed(ref, claim.file_id, time.perf_counter())
@@ -304,13 +282,11 @@ class Ingestor:
             outcome = await self._record_failure(file_id, exc)
         except _LeaseLost:
             outcome = IngestOutcome("busy", file_id, retry_after=float(self._settings.ingest_lease_seconds))
-        except (Transient, *_DB_TRANSIENT, aiohttp.ClientError, BotoCoreError) as exc:
-            FILES.labels("transient").inc()
-            await self._release(file_id)
-            if isinstance(exc, Transient):
-                raise
-            raise Transient(type(exc).__name__) from exc
-        except asyncpg.PostgresError as exc:
+        except (Transient, aiohttp.ClientError, BotoCoreError) as exc:
+            await self._released(file_id, exc)
+        except DATABASE_ERRORS as exc:
+            if db.is_transient(exc):
+                await self._released(file_id, exc)  # raises Transient
             # The data broke a database rule (e.g. a value jsonb rejects): retrying will not help.
             outcome = await self._record_failure(
                 file_id, _Permanent("load_error", f"the database refused the rows ({type(exc).__name__})")
@@ -321,6 +297,14 @@ class Ingestor:
         else:
             outcome = IngestOutcome("completed", file_id, counts=counts, error_code=warning)
         return self._observed(outcome, ref, claimed.started)
+
+    async def _released(self, file_id: int, exc: Exception) -> NoReturn:
+        """Give the claim back and raise Transient: the file is retried later (message backoff, /retry)."""
+        FILES.labels("transient").inc()
+        await self._release(file_id)
+        if isinstance(exc, Transient):
+            raise exc
+        raise Transient(type(exc).__name__) from exc
 
     def _observed(self, outcome: IngestOutcome, ref: ObjectRef, started: float | None) -> IngestOutcome:
         FILES.labels(outcome.status).inc()
@@ -385,8 +369,13 @@ class Ingestor:
             file_format = detect_format(ref.key)
         except ParseError as exc:
             raise _Permanent(exc.code, exc.message, status="skipped") from None
-        async with self._pool.acquire() as conn, self._lease_kept(file_id), conn.transaction():
-            body, size, content_type = self._checked(opened.response if opened else await self._get(ref))
+        async with (
+            self._pool.acquire() as conn,
+            self._lease_kept(file_id),
+            conn.transaction(),
+        ):
+            response = self._checked(opened.response if opened else await self._get(ref))
+            body, size = response["Body"], int(response["ContentLength"])
             async with body:
                 try:
                     stream = RecordStream(
@@ -395,16 +384,19 @@ class Ingestor:
                         max_bytes=settings.ingest_max_file_bytes,
                         max_decompressed_bytes=settings.ingest_max_decompressed_bytes,
                         max_records=settings.ingest_max_records,
+                        max_record_bytes=settings.ingest_max_record_bytes,
                     )
-                    kind = _user_file_kind(ref.key)
+                    kind = self._user_file_kind(ref)
                     if kind is None:
                         tally = await self._load_rows(conn, stream, file_id, ref)
                     else:
-                        tally = await self._load_users(conn, stream, file_id, kind)
+                        obj = AuditedObject(ref.bucket, ref.key, ref.version_id or ref.etag)
+                        changes = _UserChanges(kind, file_id, obj, response["LastModified"])
+                        tally = await self._load_users(conn, stream, changes)
                 except ParseError as exc:
                     raise _Permanent(exc.code, exc.message) from None
             await repository.set_details(
-                conn, file_id, sha256=stream.sha256, size=size, content_type=content_type
+                conn, file_id, sha256=stream.sha256, size=size, content_type=response.get("ContentType")
             )
             warning = "; ".join(tally.errors) if tally.errors else None
             if not await repository.complete(conn, file_id, WORKER_ID, tally.counts(), error_message=warning):
@@ -423,7 +415,7 @@ class Ingestor:
         except ClientError as exc:
             raise _s3_failure(exc) from None
 
-    def _checked(self, response: Any) -> tuple[Any, int, str | None]:
+    def _checked(self, response: Any) -> Any:
         size = int(response["ContentLength"])
         if size > self._settings.ingest_max_file_bytes:
             response["Body"].close()
@@ -431,7 +423,14 @@ class Ingestor:
                 "file_too_large",
                 f"{size} bytes is over INGEST_MAX_FILE_BYTES ({self._settings.ingest_max_file_bytes})",
             )
-        return response["Body"], size, response.get("ContentType")
+        return response
+
+    def _user_file_kind(self, ref: ObjectRef) -> RecordType | None:
+        """The record type a file's records are upserted as: only for users/{type}/ keys of the service's
+        own bucket, never of a client's (cross-account) or an event-named bucket."""
+        if ref.bucket != self._settings.s3_bucket_name:
+            return None
+        return record_type_of(ref.key)
 
     async def _load_rows(
         self, conn: Connection, stream: RecordStream, file_id: int, ref: ObjectRef
@@ -482,12 +481,12 @@ class Ingestor:
                     await inserting
         return tally
 
-    async def _load_users(
-        self, conn: Connection, stream: RecordStream, file_id: int, kind: RecordType
-    ) -> _Tally:
+    async def _load_users(self, conn: Connection, stream: RecordStream, changes: "_UserChanges") -> _Tally:
+        """Upsert each valid record, unless the row holds newer data than the record (see `as_of`)."""
         tally = _Tally()
         policy = self._settings.ingest_error_policy
-        model = USER_FILE_MODELS[kind]
+        model = FILE_RECORD_MODELS[changes.kind]
+        stale = 0
         async for batch in stream.batches():
             for record in batch:
                 tally.read += 1
@@ -499,21 +498,19 @@ class Ingestor:
                 except ValidationError as exc:
                     tally.reject(_validation_reason(record.line, exc), policy)
                     continue
-                values = user.model_dump(exclude={"user_id"})
-                user_id: str = user.user_id  # type: ignore[attr-defined]
-                action = await users_repository.upsert(conn, kind, user_id, values)
-                if action is None:
-                    continue
-                tally.changed += 1
-                if kind is not RecordType.PERSONAL:
-                    await audit.record(
-                        conn,
-                        actor="ingestion",
-                        action=AuditAction(action),
-                        record_type=kind.value,
-                        user_id=user_id,
-                        request_id=f"file:{file_id}",
-                    )
+                values = user.model_dump(exclude={"user_id", "updated_at"})
+                record_time = as_of(getattr(user, "updated_at", None), changes.last_modified)
+                action = await users_repository.upsert_as_of(
+                    conn, changes.kind, user.user_id, values, record_time
+                )
+                if action == "stale":
+                    stale += 1
+                if action in ("create", "update"):
+                    tally.changed += 1
+                    await changes.audit(conn, user.user_id, AuditAction(action))
+        if stale:
+            # Counted as skipped; no values logged, only how many were older than what is stored.
+            logger.info("older user records left alone", extra={"file_id": changes.file_id, "records": stale})
         return tally
 
     @contextlib.asynccontextmanager
@@ -524,7 +521,7 @@ class Ingestor:
         async def renew() -> None:
             while True:
                 await asyncio.sleep(lease / 3)
-                with contextlib.suppress(*_DB_TRANSIENT):
+                with contextlib.suppress(*DATABASE_ERRORS):  # the next turn tries again
                     async with self._pool.acquire() as conn:
                         if not await repository.renew_lease(conn, file_id, WORKER_ID, lease):
                             return
@@ -549,16 +546,40 @@ class Ingestor:
                     error_message=exc.message,
                     counts=exc.counts,
                 )
-        except _DB_TRANSIENT as db_exc:
+        except DATABASE_ERRORS as db_exc:
+            if not db.is_transient(db_exc):
+                raise
             raise Transient(f"database: {type(db_exc).__name__}") from db_exc
         status: Status = "skipped" if exc.status == "skipped" else "failed"
         return IngestOutcome(status, file_id, error_code=exc.code)
 
     async def _release(self, file_id: int) -> None:
         # Best effort: if the database is down the lease simply expires.
-        with contextlib.suppress(*_DB_TRANSIENT):
+        with contextlib.suppress(*DATABASE_ERRORS):
             async with self._pool.acquire() as conn:
                 await repository.release(conn, file_id, WORKER_ID)
+
+
+@dataclass(frozen=True, slots=True)
+class _UserChanges:
+    """Where a users/{type}/ file's records come from: what their order and audit rows need."""
+
+    kind: RecordType
+    file_id: int
+    obj: AuditedObject
+    last_modified: datetime  # when S3 stored the object version: no record in it is newer
+
+    async def audit(self, conn: Connection, user_id: str, action: AuditAction) -> None:
+        if self.kind in AUDITED:
+            await audit.record(
+                conn,
+                actor="ingestion",
+                action=action,
+                record_type=self.kind.value,
+                user_id=user_id,
+                request_id=f"file:{self.file_id}",
+                obj=self.obj,
+            )
 
 
 def _versioned(ref: ObjectRef, version_id: str | None, etag: str | None) -> ObjectRef:
@@ -593,8 +614,9 @@ async def dry_run(source: Any, key: str, settings: Settings) -> DryRun:
         max_bytes=settings.ingest_max_file_bytes,
         max_decompressed_bytes=settings.ingest_max_decompressed_bytes,
         max_records=settings.ingest_max_records,
+        max_record_bytes=settings.ingest_max_record_bytes,
     )
-    kind = _user_file_kind(key)
+    kind = record_type_of(key)
     result = DryRun()
     async for batch in stream.batches():
         for record in batch:
@@ -602,7 +624,7 @@ async def dry_run(source: Any, key: str, settings: Settings) -> DryRun:
             reason = _record_problem(record)
             if reason is None and kind is not None:
                 try:
-                    USER_FILE_MODELS[kind].model_validate(record.data)
+                    FILE_RECORD_MODELS[kind].model_validate(record.data)
                 except ValidationError as exc:
                     reason = _validation_reason(record.line, exc)
             if reason is not None:

@@ -22,6 +22,7 @@ from prometheus_client import Counter
 from app.core import aws, db
 from app.core.config import Settings
 from app.core.jobs import BackgroundJob
+from app.files.keys import key_rule_broken
 from app.ingestion.envelopes import ObjectRef
 from app.ingestion.loader import Ingestor, Transient
 
@@ -103,6 +104,12 @@ class Reconciler:
         paginator = self._s3_for(bucket).get_paginator("list_object_versions")
         try:
             async for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+                versions = page.get("Versions", [])
+                refused = [version for version in versions if key_rule_broken(version["Key"]) is not None]
+                if refused:
+                    # As an event naming them would be: a control character cannot be stored or shown.
+                    RECONCILED.labels("invalid_key").inc(len(refused))
+                    logger.warning("objects with invalid keys not ingested", extra={"count": len(refused)})
                 yield [
                     ObjectRef(
                         bucket,
@@ -113,8 +120,9 @@ class Reconciler:
                         version["ETag"].strip('"'),
                         version["Size"],
                     )
-                    for version in page.get("Versions", [])
+                    for version in versions
                     if version.get("IsLatest")
+                    and version not in refused
                     and version["LastModified"] <= cutoff
                     and not version["Key"].startswith(excluded)
                     and not version["Key"].endswith("/")  # a console "folder"

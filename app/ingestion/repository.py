@@ -263,13 +263,13 @@ async def get_file(conn: Connection, file_id: int) -> FileRow | None:
     return FileRow.model_validate(dict(row)) if row else None
 
 
-async def reopen_failed(conn: Connection, file_id: int) -> FileRow | None:
-    """Put a failed file back to `pending` so it can be claimed again; None if it is not failed."""
+async def reopen_for_retry(conn: Connection, file_id: int) -> FileRow | None:
+    """Put a failed (or left pending) file in `pending` so it can be claimed again; None for other states."""
     row = await conn.fetchrow(
         f"""
         UPDATE file_processing_log
         SET status = 'pending', error_code = NULL, error_message = NULL, finished_at = NULL
-        WHERE id = $1 AND status = 'failed'
+        WHERE id = $1 AND status IN ('failed', 'pending')
         RETURNING {_FILE_COLUMNS}
         """,  # noqa: S608
         file_id,

@@ -76,15 +76,13 @@ async def get_file(file_id: FileId, request: Request, _: Reader) -> FileRow:
     status_code=202,
     response_model=IngestAccepted,
     summary="Ingest an object now (trigger `api`); same claim and idempotency as the consumer",
+    description="429 with Retry-After while this replica already loads INGEST_MAX_API_LOADS files.",
     dependencies=[Depends(require_json)],
-    responses=problem_responses(400, 413, 415, 422, 503),
+    responses=problem_responses(400, 413, 415, 422, 429, 503),
 )
 async def ingest_file(body: IngestRequest, request: Request, _: Writer) -> IngestAccepted:
     return await service.ingest_now(
-        deps.ingestor(request),
-        deps.background_loads(request),
-        body.bucket or deps.settings(request).s3_bucket_name,
-        body.key,
+        deps.background_loads(request), body.bucket or deps.settings(request).s3_bucket_name, body.key
     )
 
 
@@ -92,13 +90,11 @@ async def ingest_file(body: IngestRequest, request: Request, _: Writer) -> Inges
     "/files/{file_id}/retry",
     status_code=202,
     response_model=IngestAccepted,
-    summary="Re-run a failed file",
-    responses=problem_responses(404, 409, 422, 503),
+    summary="Re-run a failed file, or a pending one (left by a transient failure or a shutdown)",
+    responses=problem_responses(404, 409, 422, 429, 503),
 )
 async def retry_file(file_id: FileId, request: Request, _: Writer) -> IngestAccepted:
-    return await service.retry(
-        deps.pool(request), deps.ingestor(request), deps.background_loads(request), file_id
-    )
+    return await service.retry(deps.pool(request), deps.background_loads(request), file_id)
 
 
 @router.post(

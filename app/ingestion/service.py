@@ -5,11 +5,12 @@ import base64
 import binascii
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from http import HTTPStatus
 from typing import Any
 
+from app.core.db import POOL_ACQUIRE_TIMEOUT_SECONDS
 from app.core.errors import Conflict, DomainError, NotFound
 from app.files.keys import validate_key
 from app.ingestion import repository
@@ -22,6 +23,17 @@ logger = logging.getLogger(__name__)
 SQS_MAX_BATCH = 10  # API limit for ReceiveMessage, SendMessageBatch and DeleteMessageBatch
 REDRIVE_VISIBILITY_SECONDS = 60  # a redrive that dies mid-way leaves the rest hidden this long, then back
 DEAD_LETTER_ATTRIBUTES = frozenset({"dead_letter_reason", "source_message_id"})
+MAX_FILE_ID = 2**63 - 1  # file ids are bigint
+LOADS_FULL_RETRY_AFTER_SECONDS = 10  # what a 429 tells clients: long enough for a small file to load
+
+
+class LoadsFull(DomainError):
+    status = HTTPStatus.TOO_MANY_REQUESTS
+    slug = "too-many-loads"
+    retry_after_seconds = LOADS_FULL_RETRY_AFTER_SECONDS
+
+    def __init__(self) -> None:
+        super().__init__("As many files as this replica loads at once are loading; retry shortly.")
 
 
 class InvalidCursor(DomainError):
@@ -38,31 +50,63 @@ def encode_cursor(row: FileRow) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    """The (created_at, id) a cursor names; InvalidCursor (422) for anything encode_cursor cannot have made,
+    including ids beyond bigint, which would otherwise reach the database."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         created, file_id = raw.split("|")
-        return datetime.fromisoformat(created), int(file_id)
+        when, number = datetime.fromisoformat(created), int(file_id)
     except (ValueError, UnicodeDecodeError, binascii.Error):
         raise InvalidCursor from None
+    if when.tzinfo is None or not 1 <= number <= MAX_FILE_ID:
+        raise InvalidCursor
+    return when, number
 
 
 class BackgroundLoads:
-    """Loads started by the API: strong references, failures logged, cancelled (and released) at shutdown."""
+    """Loads started by the API and the SNS webhook: at most `limit` at once on this replica (LoadsFull
+    beyond), each holding a pooled connection; strong references, failures logged, cancelled (and their
+    claims released) at shutdown. The consumer has its own bound, SQS_MAX_IN_FLIGHT."""
 
-    def __init__(self, ingestor: Ingestor) -> None:
+    def __init__(self, ingestor: Ingestor, limit: int) -> None:
         self._ingestor = ingestor
+        self._limit = limit
+        self._busy = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def start(self, claimed: Claimed) -> None:
+    @contextlib.contextmanager
+    def place(self) -> Iterator[None]:
+        """One of the `limit` places, for as long as the block runs; LoadsFull when none is free."""
+        if self._busy >= self._limit:
+            raise LoadsFull
+        self._busy += 1
+        try:
+            yield
+        finally:
+            self._busy -= 1
+
+    async def claim_and_start(self, ref: ObjectRef, *, resolve: bool = True) -> IngestAccepted:
+        """Claim the object version for trigger `api` and load it in the background, in a place taken
+        before the claim (so a full replica refuses without touching the processing log)."""
+        with self.place():
+            claimed = await self._ingestor.claim(ref, "api", resolve=resolve)
+            if isinstance(claimed, IngestOutcome):
+                return IngestAccepted(file_id=claimed.file_id, status=claimed.status)
+            self._busy += 1  # handed over to the load's task, given back when it is done
         task = asyncio.create_task(self._run(claimed))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._done)
+        return IngestAccepted(file_id=claimed.file_id, status="accepted")
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._busy -= 1
 
     async def _run(self, claimed: Claimed) -> None:
         try:
             await self._ingestor.load(claimed)
         except Transient as exc:
-            # The claim was released: a retry (API or a later event) picks the file up again.
+            # The claim was released (`pending`): POST /ingestion/files/{id}/retry or a later event takes it.
             logger.warning(
                 "api ingest hit a transient failure", extra={"file_id": claimed.file_id, "reason": str(exc)}
             )
@@ -75,29 +119,25 @@ class BackgroundLoads:
                 await task
 
 
-async def ingest_now(ingestor: Ingestor, loads: BackgroundLoads, bucket: str, key: str) -> IngestAccepted:
+async def ingest_now(loads: BackgroundLoads, bucket: str, key: str) -> IngestAccepted:
     # A Transient failure (database or S3 down) is a BackingServiceDown: the client gets a 503.
-    claimed = await ingestor.claim(ObjectRef(bucket, validate_key(key, "body"), None, None, None), "api")
-    if isinstance(claimed, IngestOutcome):
-        return IngestAccepted(file_id=claimed.file_id, status=claimed.status)
-    loads.start(claimed)
-    return IngestAccepted(file_id=claimed.file_id, status="accepted")
+    return await loads.claim_and_start(ObjectRef(bucket, validate_key(key, "body"), None, None, None))
 
 
-async def retry(pool: Any, ingestor: Ingestor, loads: BackgroundLoads, file_id: int) -> IngestAccepted:
-    async with pool.acquire() as conn:
-        reopened = await repository.reopen_failed(conn, file_id)
+async def retry(pool: Any, loads: BackgroundLoads, file_id: int) -> IngestAccepted:
+    """Load a `failed` file again, or a `pending` one (released by a transient failure or a shutdown, which
+    may have no message left to bring it back)."""
+    async with pool.acquire(timeout=POOL_ACQUIRE_TIMEOUT_SECONDS) as conn:
+        reopened = await repository.reopen_for_retry(conn, file_id)
         if reopened is None:
             existing = await repository.get_file(conn, file_id)
             if existing is None:
                 raise NotFound(f"No file with id {file_id}.")
-            raise Conflict(f"File {file_id} is {existing.status}; only failed files can be retried.")
+            raise Conflict(
+                f"File {file_id} is {existing.status}; only failed or pending files can be retried."
+            )
     ref = ObjectRef(reopened.bucket, reopened.key, reopened.version_id, reopened.etag, reopened.size_bytes)
-    claimed = await ingestor.claim(ref, "api", resolve=False)
-    if isinstance(claimed, IngestOutcome):
-        return IngestAccepted(file_id=claimed.file_id, status=claimed.status)
-    loads.start(claimed)
-    return IngestAccepted(file_id=claimed.file_id, status="accepted")
+    return await loads.claim_and_start(ref, resolve=False)
 
 
 async def redrive(

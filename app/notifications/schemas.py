@@ -3,7 +3,9 @@
 import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from app.core.json_values import finite
 
 SNS_MAX_MESSAGE_BYTES = 262_144  # API limit for one message, attributes included
 SNS_MAX_ATTRIBUTES = 10  # API limit (SNS -> SQS delivery drops messages with more)
@@ -12,7 +14,7 @@ _ATTRIBUTE_NAME = re.compile(
     r"^(?!(aws|amazon)\.)[A-Za-z0-9_-](?:[A-Za-z0-9_.-]{0,254}[A-Za-z0-9_-])?$", re.I
 )
 
-AttributeValue = str | int | float | list[str]
+AttributeValue = str | int | Annotated[float, Field(allow_inf_nan=False)] | list[str]
 # SNS FIFO ids: 1-128 characters of alphanumerics and punctuation.
 FifoId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
 
@@ -20,7 +22,7 @@ FifoId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=
 class PublishRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    message: str | dict[str, Any] | list[Any] = Field(
+    message: Annotated[str | dict[str, Any] | list[Any], AfterValidator(finite)] = Field(
         description="A string, or JSON that is sent serialized", min_length=1
     )
     subject: (

@@ -2,18 +2,41 @@
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+import math
+import time
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from app.core.errors import problem
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["operations"])
+
+READY_CACHE_SECONDS = 1.0  # /ready is public: however often it is hit, the checks run once a second
+READY_CHECKS = Counter("ready_checks_total", "Rounds of /ready's database, S3 and SQS checks actually run")
+
+
+class Readiness:
+    """The last round of dependency checks, reused for READY_CACHE_SECONDS; one round runs at a time, and
+    requests arriving meanwhile get its result."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._checked_at = -math.inf
+        self._results: dict[str, str] = {}
+
+    async def results(self, run: Callable[[], Awaitable[dict[str, str]]]) -> dict[str, str]:
+        async with self._lock:
+            if time.monotonic() - self._checked_at >= READY_CACHE_SECONDS:
+                READY_CHECKS.inc()
+                self._results = await run()
+                self._checked_at = time.monotonic()
+            return self._results
 
 
 @router.get("/health", summary="Liveness: the process answers; touches nothing external")
@@ -40,20 +63,23 @@ async def ready(request: Request) -> Any:
     state = request.app.state
     settings = state.settings
     timeout = settings.ready_check_timeout_seconds
-    checks = dict(
-        await asyncio.gather(
-            _check("database", state.pool.fetchval("SELECT 1"), timeout),
-            _check("s3", state.aws.s3.head_bucket(Bucket=settings.s3_bucket_name), timeout),
-            _check(
-                "sqs",
-                state.aws.sqs.get_queue_attributes(
-                    QueueUrl=str(settings.sqs_queue_url), AttributeNames=["QueueArn"]
+
+    async def run() -> dict[str, str]:
+        return dict(
+            await asyncio.gather(
+                _check("database", state.pool.fetchval("SELECT 1"), timeout),
+                _check("s3", state.aws.s3.head_bucket(Bucket=settings.s3_bucket_name), timeout),
+                _check(
+                    "sqs",
+                    state.aws.sqs.get_queue_attributes(
+                        QueueUrl=str(settings.sqs_queue_url), AttributeNames=["QueueArn"]
+                    ),
+                    timeout,
                 ),
-                timeout,
-            ),
+            )
         )
-    )
-    results = {**checks}
+
+    results = {**await state.readiness.results(run)}
     if state.consumer is not None:
         results["consumer"] = "ok" if state.consumer.healthy() else "failed: not polling"
     if all(result == "ok" for result in results.values()):

@@ -1,7 +1,8 @@
 """All SQL for the users_personal, users_financial and users_health tables."""
 
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -98,23 +99,40 @@ async def delete(conn: Connection, kind: RecordType, user_id: str) -> bool:
     return deleted is not None
 
 
-async def upsert(conn: Connection, kind: RecordType, user_id: str, values: dict[str, Any]) -> str | None:
-    """Insert or replace a whole record: 'create', 'update', or None when nothing changed."""
+Upserted = Literal["create", "update", "unchanged", "stale"]
+
+
+async def upsert_as_of(
+    conn: Connection, kind: RecordType, user_id: str, values: dict[str, Any], as_of: datetime
+) -> Upserted:
+    """Store an ingested record whose data is as of `as_of`, unless the row holds newer data ('stale').
+
+    The row's updated_at becomes `as_of`: 'create' or 'update' when the data changed, 'unchanged' when it
+    was identical (its time still moves forward, so an older file cannot later pass for newer).
+    """
     table = TABLES[kind]
-    columns = ", ".join(("user_id", *table.columns))
-    placeholders = ", ".join(f"${i}" for i in range(1, len(table.columns) + 2))
-    assignments = ", ".join(f"{name} = EXCLUDED.{name}" for name in table.columns)
-    current = ", ".join(f"{table.name}.{name}" for name in table.columns)
-    incoming = ", ".join(f"EXCLUDED.{name}" for name in table.columns)
-    # An identical record is left alone, so re-ingesting a file does not bump updated_at.
-    inserted = await conn.fetchval(
-        f"INSERT INTO {table.name} ({columns}) VALUES ({placeholders}) "  # noqa: S608
-        f"ON CONFLICT (user_id) DO UPDATE SET {assignments}, updated_at = now() "
-        f"WHERE ({current}) IS DISTINCT FROM ({incoming}) "
-        "RETURNING xmax = 0",
-        user_id,
-        *(values.get(column) for column in table.columns),
+    columns = ", ".join(table.columns)
+    params = [f"${i}" for i in range(3, len(table.columns) + 3)]  # $1 user_id, $2 as_of
+    assignments = ", ".join(f"{name} = {param}" for name, param in zip(table.columns, params, strict=True))
+    old = ", ".join(f"old.{name}" for name in table.columns)
+    new = ", ".join(f"t.{name}" for name in table.columns)
+    # The row is locked before it is compared, so two loads of one user apply one after the other.
+    update = (
+        f"UPDATE {table.name} AS t SET {assignments}, updated_at = $2 "  # noqa: S608
+        f"FROM (SELECT {columns} FROM {table.name} WHERE user_id = $1 FOR UPDATE) AS old "
+        f"WHERE t.user_id = $1 AND t.updated_at <= $2 "
+        f"RETURNING ({old}) IS DISTINCT FROM ({new}) AS changed"
     )
-    if inserted is None:
-        return None
-    return "create" if inserted else "update"
+    insert = (
+        f"INSERT INTO {table.name} (user_id, updated_at, {columns}) "  # noqa: S608
+        f"VALUES ($1, $2, {', '.join(params)}) ON CONFLICT (user_id) DO NOTHING RETURNING true"
+    )
+    arguments = (user_id, as_of, *(values.get(column) for column in table.columns))
+    changed = await conn.fetchval(update, *arguments)
+    if changed is None:
+        if await conn.fetchval(insert, *arguments):
+            return "create"
+        changed = await conn.fetchval(update, *arguments)  # inserted by another load meanwhile
+    if changed is None:
+        return "stale"
+    return "update" if changed else "unchanged"

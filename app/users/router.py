@@ -8,10 +8,11 @@ from pydantic import BaseModel
 from app.core import deps
 from app.core.db import connection, transaction
 from app.core.errors import problem_responses
-from app.core.http import require_json
+from app.core.http import JsonBytes, require_json
 from app.core.security import Principal, RequireScope, ScopeFirstRoute
 from app.users import service
 from app.users.schemas import (
+    AUDITED,
     USER_ID_PATTERN,
     FinancialCreate,
     FinancialRead,
@@ -66,7 +67,7 @@ def _add_record_routes(
             return await service.create(conn, principal, kind, body)
 
     # An audited read and its audit row commit together; an unaudited one is a single SELECT.
-    read_connection = transaction if kind in service.AUDITED else connection
+    read_connection = transaction if kind in AUDITED else connection
 
     @router.get(
         f"/{{user_id}}/{kind}",
@@ -114,13 +115,21 @@ def _add_file_route(kind: RecordType) -> None:
         f"/{{user_id}}/s3/{kind}",
         name=f"get_{kind}_file",
         summary=f"Read users/{kind}/{{user_id}}.json from S3",
+        response_class=JsonBytes,
         responses=problem_responses(404, 422, 502, 503),
     )
-    async def read_file(user_id: UserIdPath, request: Request, principal: Reader) -> Any:
-        async with transaction(deps.pool(request)) as conn:
-            return await service.get_file(
-                conn, principal, deps.aws(request), deps.settings(request), kind, user_id
-            )
+    async def read_file(user_id: UserIdPath, request: Request, principal: Reader) -> JsonBytes:
+        settings = deps.settings(request)
+        # S3 first, then the audit row in a short transaction: no connection is held while S3 answers.
+        stored = await service.read_file(
+            deps.aws(request), settings, deps.json_budget(request), kind, user_id
+        )
+        if kind in AUDITED:
+            async with transaction(deps.pool(request)) as conn:
+                await service.audit_file_reads(
+                    conn, principal, settings.s3_bucket_name, user_id, {kind: stored}
+                )
+        return JsonBytes(stored.raw)
 
 
 # The record routes first: they are the most requested, and Starlette tries routes in order.
@@ -137,11 +146,16 @@ for _kind in RecordType:
     summary="Read the user's three S3 files (null for a missing one)",
     responses=problem_responses(404, 422, 502, 503),
 )
-async def get_user_files(user_id: UserIdPath, request: Request, principal: Reader) -> UserFiles:
+async def get_user_files(user_id: UserIdPath, request: Request, principal: Reader) -> JsonBytes:
+    settings = deps.settings(request)
+    found = await service.read_all_files(deps.aws(request), settings, deps.json_budget(request), user_id)
     async with transaction(deps.pool(request)) as conn:
-        return await service.get_all_files(
-            conn, principal, deps.aws(request), deps.settings(request), user_id
-        )
+        await service.audit_file_reads(conn, principal, settings.s3_bucket_name, user_id, found)
+    # The files are JSON already (checked by the read): joined as they are, not parsed and dumped again.
+    parts = (
+        f'"{kind.value}":'.encode() + (stored.raw if stored else b"null") for kind, stored in found.items()
+    )
+    return JsonBytes(b"{" + b",".join(parts) + b"}")
 
 
 @router.post(

@@ -7,6 +7,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     EmailStr,
@@ -46,6 +47,10 @@ class RecordType(StrEnum):
     PERSONAL = "personal"
     FINANCIAL = "financial"
     HEALTH = "health"
+
+
+# Record types whose every read and change is recorded in audit_log.
+AUDITED = frozenset({RecordType.FINANCIAL, RecordType.HEALTH})
 
 
 class BloodType(StrEnum):
@@ -160,6 +165,32 @@ class HealthUpdate(_Update):
 
 class HealthRead(HealthFields, _Read):
     pass
+
+
+class _FileRecord(BaseModel):
+    """A record of a users/{type}/ file: what a create takes, and optionally when its data is as of (the
+    `updated_at` of the database row a /users/sqs/send snapshot was taken from)."""
+
+    updated_at: AwareDatetime | None = None
+
+
+class PersonalFileRecord(PersonalCreate, _FileRecord):
+    pass
+
+
+class FinancialFileRecord(FinancialCreate, _FileRecord):
+    pass
+
+
+class HealthFileRecord(HealthCreate, _FileRecord):
+    pass
+
+
+FILE_RECORD_MODELS: dict[RecordType, type[PersonalCreate | FinancialCreate | HealthCreate]] = {
+    RecordType.PERSONAL: PersonalFileRecord,
+    RecordType.FINANCIAL: FinancialFileRecord,
+    RecordType.HEALTH: HealthFileRecord,
+}
 
 
 class UserRecords(BaseModel):

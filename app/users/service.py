@@ -9,18 +9,26 @@ from asgi_correlation_id import correlation_id
 from pydantic import BaseModel
 
 from app.audit import repository as audit
-from app.audit.repository import AuditAction
+from app.audit.repository import ANY_USER, AuditAction, AuditedObject
 from app.core.aws import AwsClients
 from app.core.config import Settings
 from app.core.db import Connection
 from app.core.errors import Conflict, NotFound, ServiceUnavailable
-from app.core.security import Principal
+from app.core.security import Forbidden, Principal
 from app.files import service as files
-from app.files.storage import ObjectNotFound
+from app.files.budget import ByteBudget
+from app.files.storage import ObjectNotFound, StoredJson
 from app.users import repository
-from app.users.schemas import RecordType, SendDataType, UserFiles, UserRecords
+from app.users.files import (
+    USER_RECORDS_MESSAGE,
+    USERS_PREFIX,
+    is_user_key,
+    record_type_of,
+    user_file_key,
+    user_id_of,
+)
+from app.users.schemas import AUDITED, RecordType, SendDataType, UserRecords
 
-AUDITED = frozenset({RecordType.FINANCIAL, RecordType.HEALTH})
 SEND_ATTEMPTS = 3  # SendMessageBatch can fail per entry; those entries are sent again
 
 
@@ -36,7 +44,12 @@ class RecordAlreadyExists(Conflict):
 
 
 async def _audit(
-    conn: Connection, principal: Principal, action: AuditAction, kind: RecordType, user_id: str
+    conn: Connection,
+    principal: Principal,
+    action: AuditAction,
+    kind: RecordType,
+    user_id: str,
+    obj: AuditedObject | None = None,
 ) -> None:
     if kind in AUDITED:
         await audit.record(
@@ -46,6 +59,7 @@ async def _audit(
             record_type=kind.value,
             user_id=user_id,
             request_id=correlation_id.get(),
+            obj=obj,
         )
 
 
@@ -93,42 +107,61 @@ async def get_all(conn: Connection, principal: Principal, user_id: str) -> UserR
     return UserRecords(user_id=user_id, **{kind.value: part for kind, part in parts.items()})
 
 
-USER_RECORDS_MESSAGE = "user_records"  # message_type the consumer writes to users/{type}/{user_id}.json
+def require_key_scope(principal: Principal, key: str, *, write: bool) -> None:
+    """Keys under users/ hold user records: the /s3 routes serve and change them only for a token that also
+    holds users:read (or users:write), or s3:* would reach what users:* guards."""
+    scope = "users:write" if write else "users:read"
+    if is_user_key(key) and scope not in principal.scopes:
+        raise Forbidden(f"Keys under {USERS_PREFIX} also need the `{scope}` scope.")
 
 
-def user_file_key(kind: RecordType, user_id: str) -> str:
-    return f"users/{kind.value}/{user_id}.json"
+def is_audited_key(key: str) -> bool:
+    return record_type_of(key) in AUDITED
 
 
-async def get_file(
-    conn: Connection,
-    principal: Principal,
-    aws: AwsClients,
-    settings: Settings,
-    kind: RecordType,
-    user_id: str,
-) -> Any:
-    stored = await files.get_json(aws, settings, user_file_key(kind, user_id))
-    await _audit(conn, principal, AuditAction.READ, kind, user_id)
-    return stored.document
+async def audit_object(
+    conn: Connection, principal: Principal, action: AuditAction, obj: AuditedObject
+) -> None:
+    """Record a read or change of a financial or health record through its S3 object (no-op for others)."""
+    kind = record_type_of(obj.key)
+    if kind is not None:
+        await _audit(conn, principal, action, kind, user_id_of(obj.key) or ANY_USER, obj)
 
 
-async def get_all_files(
-    conn: Connection, principal: Principal, aws: AwsClients, settings: Settings, user_id: str
-) -> UserFiles:
-    async def one(kind: RecordType) -> Any:
+async def read_file(
+    aws: AwsClients, settings: Settings, budget: ByteBudget, kind: RecordType, user_id: str
+) -> StoredJson:
+    return await files.get_json(aws, settings, budget, user_file_key(kind, user_id))
+
+
+async def read_all_files(
+    aws: AwsClients, settings: Settings, budget: ByteBudget, user_id: str
+) -> dict[RecordType, StoredJson | None]:
+    """The user's three files (None for a missing one); NotFound when none exists."""
+
+    async def one(kind: RecordType) -> StoredJson | None:
         try:
-            return (await files.get_json(aws, settings, user_file_key(kind, user_id))).document
+            return await read_file(aws, settings, budget, kind, user_id)
         except ObjectNotFound:
             return None
 
-    documents = dict(zip(RecordType, await asyncio.gather(*(one(kind) for kind in RecordType)), strict=True))
-    if all(document is None for document in documents.values()):
+    found = dict(zip(RecordType, await asyncio.gather(*(one(kind) for kind in RecordType)), strict=True))
+    if all(stored is None for stored in found.values()):
         raise NotFound(f"User '{user_id}' has no files in S3.")
-    for kind, document in documents.items():
-        if document is not None:
-            await _audit(conn, principal, AuditAction.READ, kind, user_id)
-    return UserFiles(**{kind.value: document for kind, document in documents.items()})
+    return found
+
+
+async def audit_file_reads(
+    conn: Connection,
+    principal: Principal,
+    bucket: str,
+    user_id: str,
+    files_read: dict[RecordType, StoredJson | None],
+) -> None:
+    for kind, stored in files_read.items():
+        if stored is not None:
+            obj = AuditedObject(bucket, user_file_key(kind, user_id), stored.version_id or stored.etag)
+            await audit_object(conn, principal, AuditAction.READ, obj)
 
 
 async def read_for_sending(

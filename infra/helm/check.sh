@@ -100,6 +100,7 @@ refused=(
     'resources.requests.memory=512MB|/resources/requests/memory'
     'config.LOG_LEVEL=verbose|/config/LOG_LEVEL'
     'config.SQS_QUEUE_URL=|config.SQS_QUEUE_URL is required'
+    'config.JWT_JWKS_URL=https://idp.example.com/jwks,config.JWT_AUDIENCE=|config.JWT_ISSUER and config.JWT_AUDIENCE are required'
     'config.SHUTDOWN_GRACE_SECONDS=45|terminationGracePeriodSeconds (60) must exceed'
     'serviceAccount.roleArn=|serviceAccount.roleArn is required'
     'istio.enabled=true,istio.sidecar.terminationDrainSeconds=5|terminationDrainSeconds (5)'

@@ -60,6 +60,38 @@ def test_uvicorn_factory_with_bad_setting_fails_with_one_line(
     assert "Traceback" not in result.stderr
 
 
+def test_plain_uvicorn_app_main_app_starts_and_serves_health(
+    service_env: dict[str, str], tmp_path: Path
+) -> None:
+    # The original service's command, as Dockerfiles, Procfiles and tutorials run it.
+    env = {**service_env, "SQS_CONSUMER_ENABLED": "false"}
+    service = ServiceProcess(
+        env,
+        tmp_path / "uvicorn.log",
+        [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1"],
+    )
+    try:
+        service.wait_healthy()
+        assert httpx.get(f"{service.url}/health", timeout=5).json() == {"message": "ok"}
+        assert httpx.get(f"{service.url}/ready", timeout=10).status_code == 200
+    finally:
+        service.stop()
+
+
+def test_importing_app_main_reads_no_setting_and_opens_nothing(tmp_path: Path) -> None:
+    # No settings at all: building the app would fail, so the import must not build it.
+    result = subprocess.run(
+        [sys.executable, "-c", "import app.main; print(type(app.main.create_app).__name__)"],
+        cwd=tmp_path,
+        env=isolated_env({}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "function"
+
+
 def test_three_instances_on_an_empty_database_apply_each_migration_once(
     service_env: dict[str, str],
     new_database: Callable[[], str],

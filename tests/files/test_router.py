@@ -4,7 +4,7 @@ import asyncio
 import gzip
 import json
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -401,6 +401,111 @@ async def test_bad_multipart_upload_is_4xx(
     problem_of(response)
 
 
+MIB = 1024 * 1024
+BOUNDARY = "envelope-test-boundary"
+Part = tuple[list[str], bytes]  # header lines and content
+
+
+def form_field(name: str, value: str) -> Part:
+    return [f'Content-Disposition: form-data; name="{name}"'], value.encode()
+
+
+def file_part(content: bytes, *, disposition_extra: str = "", headers: tuple[str, ...] = ()) -> Part:
+    disposition = f'Content-Disposition: form-data; name="file"; filename="f.csv"{disposition_extra}'
+    return [disposition, "Content-Type: text/csv", *headers], content
+
+
+async def post_form(client: httpx.AsyncClient, parts: list[Part], chunk: int | None = None) -> httpx.Response:
+    """A multipart body built by hand (the envelopes below are ones httpx would never send), sent whole or
+    streamed in chunks of `chunk` bytes."""
+    body = b"".join(
+        f"--{BOUNDARY}\r\n".encode()
+        + "".join(f"{line}\r\n" for line in headers).encode()
+        + b"\r\n"
+        + content
+        + b"\r\n"
+        for headers, content in parts
+    )
+    body += f"--{BOUNDARY}--\r\n".encode()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(body), chunk or len(body)):
+            yield body[start : start + (chunk or len(body))]
+
+    return await client.post(
+        "/s3/upload",
+        content=body if chunk is None else chunks(),
+        headers={**bearer(), "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+    )
+
+
+def nothing_written(s3: Any, bucket: str, key: str) -> bool:
+    return "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix=key) and not s3.list_multipart_uploads(
+        Bucket=bucket, Prefix=key
+    ).get("Uploads")
+
+
+@pytest.mark.parametrize("chunk", [None, 4096], ids=["whole", "in-4-kib-chunks"])
+@pytest.mark.parametrize(
+    ("envelope", "says"),
+    [
+        pytest.param(
+            lambda: [file_part(b"id\n1\n", disposition_extra=f'; padding="{"x" * MIB}"')],
+            "8192 bytes in all",
+            id="1-mib-content-disposition",
+        ),
+        pytest.param(
+            lambda: [file_part(b"id\n1\n", headers=tuple(f"X-Filler-{n}: {'x' * 1400}" for n in range(6)))],
+            "8192 bytes in all",
+            id="part-headers-over-8-kib-in-all",
+        ),
+        pytest.param(
+            lambda: [file_part(b"id\n1\n", headers=tuple(f"X-{n}: y" for n in range(20)))],
+            "8 headers",
+            id="twenty-headers",
+        ),
+        pytest.param(
+            lambda: [*(form_field(f"f{n}", "v") for n in range(1000)), file_part(b"id\n1\n")],
+            "more than 16 parts",
+            id="1000-fields-before-the-file",
+        ),
+        pytest.param(
+            lambda: [
+                file_part(b"id\n" + b"1234567\n" * MIB),
+                *(form_field(f"f{n}", "v") for n in range(1000)),
+            ],
+            "more than 16 parts",
+            id="1000-fields-after-8-mib-of-file",
+        ),
+    ],
+)
+async def test_multipart_envelope_over_a_limit_is_422_naming_it_and_writes_nothing(
+    client: httpx.AsyncClient,
+    s3: Any,
+    bucket: str,
+    envelope: Callable[[], list[Part]],
+    says: str,
+    chunk: int | None,
+) -> None:
+    key = new_key(".csv")
+    response = await post_form(client, [form_field("key", key), *envelope()], chunk)
+    assert response.status_code == 422, response.text
+    assert says in problem_of(response)["detail"]
+    assert nothing_written(s3, bucket, key)  # an upload already started (8 MiB: one S3 part) is aborted
+
+
+async def test_multipart_upload_at_the_envelope_limits_still_works(
+    client: httpx.AsyncClient, s3: Any, bucket: str
+) -> None:
+    key = new_key(".csv")
+    fields = [form_field("key", key), *(form_field(f"f{n}", "v" * 4096) for n in range(14))]
+    headers = tuple(f"X-{n}: {'y' * 1000}" for n in range(6))  # with the two usual ones: 8 headers, ~6.1 KiB
+    response = await post_form(client, [*fields, file_part(b"id\n1\n", headers=headers)])
+    assert response.status_code == 201, response.text
+    assert response.json()["key"] == key
+    assert stored(s3, bucket, key) == b"id\n1\n"
+
+
 @pytest.fixture
 async def small_limit_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     app: FastAPI = create_app(api_only(settings).model_copy(update={"max_upload_bytes": 20_000}))
@@ -451,3 +556,59 @@ async def test_failed_notification_still_reports_the_write(
     assert response.json()["notification_published"] is False
     assert json.loads(stored(s3, bucket, key)) == {"a": 1}
     assert failures() == before + 1
+
+
+# --- NaN and Infinity are not JSON (security review, issue 14) ------------------------------------
+
+
+@pytest.mark.parametrize("patch", [b'{"x": NaN}', b'{"x": {"y": [1, Infinity]}}', b"-Infinity"])
+async def test_merge_patch_holding_nan_or_infinity_is_422_and_writes_nothing(
+    client: httpx.AsyncClient, s3: Any, bucket: str, patch: bytes
+) -> None:
+    key = new_key()
+    put_json(s3, bucket, key, {"a": 1})
+    response = await client.put(
+        url_of(key), content=patch, headers={**bearer(), "Content-Type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert problem_of(response)["errors"]
+    assert json.loads(stored(s3, bucket, key)) == {"a": 1}
+    assert (await client.get(url_of(key), headers=bearer())).json() == {"a": 1}
+
+
+async def test_upload_content_holding_nan_is_422_and_writes_nothing(
+    client: httpx.AsyncClient, s3: Any, bucket: str
+) -> None:
+    key = new_key(".jsonl")
+    body = b'{"key": "%s", "content": [{"x": NaN}]}' % key.encode()
+    response = await client.post(
+        "/s3/upload", content=body, headers={**bearer(), "Content-Type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert "content" in [error["field"] for error in problem_of(response)["errors"]]
+    assert not s3.list_objects_v2(Bucket=bucket, Prefix=key).get("KeyCount")
+
+
+@pytest.mark.parametrize("document", [b'{"x": NaN}', b"[Infinity]", b"\xff\xfe{}"])
+async def test_stored_object_that_is_not_strict_json_is_422_to_read_and_to_merge(
+    client: httpx.AsyncClient, s3: Any, bucket: str, document: bytes
+) -> None:
+    # Written by something else than this API: reading it must not end in a 500 while serializing.
+    key = new_key()
+    s3.put_object(Bucket=bucket, Key=key, Body=document)
+    read = await client.get(url_of(key), headers=bearer())
+    assert read.status_code == 422
+    assert problem_of(read)["type"] == "/problems/not-json"
+    merged = await client.put(url_of(key), json={"y": 1}, headers=bearer())
+    assert merged.status_code == 422
+    assert stored(s3, bucket, key) == document
+
+
+async def test_stored_object_with_a_byte_order_mark_is_served_without_it(
+    client: httpx.AsyncClient, s3: Any, bucket: str
+) -> None:
+    key = new_key()
+    s3.put_object(Bucket=bucket, Key=key, Body=b'\xef\xbb\xbf{"bom": true}')
+    response = await client.get(url_of(key), headers=bearer())
+    assert response.status_code == 200
+    assert response.content == b'{"bom": true}'

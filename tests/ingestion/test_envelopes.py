@@ -604,3 +604,52 @@ def test_moto_eventbridge_object_created_is_a_file_event(moto_url: str, s3: Any,
     assert isinstance(message, FileEvents)
     assert (message.source, message.via_sns) == ("eventbridge", False)
     assert [(obj.bucket, obj.key, obj.size) for obj in message.objects] == [(name, key, 2)]
+
+
+# --- bodies that must not reach the processing log (security review, issue 14)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        pytest.param("bad%00key.json", id="nul"),
+        pytest.param("esc%1B%5B31mred.json", id="terminal-escape"),
+        pytest.param("new%0Aline.json", id="newline"),
+        pytest.param("%2Fabsolute.json", id="leading-slash"),
+        pytest.param("a%2F..%2Fb.json", id="dot-dot-segment"),
+    ],
+)
+def test_event_key_the_api_would_refuse_is_dead_lettered(key: str) -> None:
+    # A NUL made PostgreSQL refuse the claim on every receive; control characters reached the CLI's output.
+    reason = unrecognized(classify(body(s3_event(s3_record(key)))))
+    assert "key" in reason
+
+
+def test_service_notification_with_a_control_character_in_its_key_is_dead_lettered() -> None:
+    notification = {
+        "source": "aws-s3-service",
+        "event": EVENT_UPLOADED,
+        "bucket": BUCKET,
+        "key": "a\u0007bell.json",
+        "etag": ETAG,
+        "size": 3,
+    }
+    unrecognized(classify(body(notification)))
+
+
+@pytest.mark.parametrize("size", [2**63, 2**64 - 1, 2**64])
+def test_event_size_beyond_bigint_is_dead_lettered_not_retried(size: int) -> None:
+    # It made the claim fail in the database on every receive, until the redrive count ran out.
+    assert "size" in unrecognized(classify(body(s3_event(s3_record(size=size)))))
+
+
+def test_largest_bigint_size_is_still_a_size() -> None:
+    assert classify(body(s3_event(s3_record(size=2**63 - 1)))) == FileEvents(
+        (ref(size=2**63 - 1),), source="s3", via_sns=False
+    )
+
+
+def test_user_records_message_through_the_topic_is_dead_lettered() -> None:
+    # Only /users/sqs/send's own messages, put straight on the queue, may rewrite user records.
+    reason = unrecognized(classify(body(sns_envelope(user_records()))))
+    assert "SNS" in reason

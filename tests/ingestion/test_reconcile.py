@@ -158,3 +158,17 @@ async def test_background_sweep_outlives_a_failing_turn(settings: Settings) -> N
     async with application.router.lifespan_context(application):
         # NoSuchBucket on every turn: the loop logs it and keeps going, a turn a second.
         await wait_for_metric("reconcile_sweeps_total", {"result": "failed"}, above=failed_before + 1)
+
+
+async def test_sweep_skips_objects_whose_keys_the_service_refuses(
+    app: FastAPI, db: asyncpg.Connection, s3: Any, quiet_bucket: str
+) -> None:
+    # As an event naming them is dead-lettered: a control character in a key reaches terminals and logs.
+    # DEL, which S3 lists (XML carries it) but the API refuses, as it does every control character.
+    s3.put_object(Bucket=quiet_bucket, Key="drop/rub\x7fout.jsonl", Body=jsonl({"n": 1}))
+    s3.put_object(Bucket=quiet_bucket, Key="drop/fine.jsonl", Body=jsonl({"n": 2}))
+    refused = metric("reconcile_objects_total", {"outcome": "invalid_key"})
+    result = await app.state.reconciler.sweep([(quiet_bucket, "drop/")], min_age_seconds=0)
+    assert dict(result.outcomes) == {"completed": 1}
+    assert [row["key"] for row in await log_rows(db, quiet_bucket)] == ["drop/fine.jsonl"]
+    assert metric("reconcile_objects_total", {"outcome": "invalid_key"}) == refused + 1

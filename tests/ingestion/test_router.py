@@ -1,5 +1,7 @@
 """The /ingestion routes: the processing log, on-demand ingest, retry, DLQ redrive and the daily report."""
 
+import asyncio
+import base64
 import json
 import secrets
 from datetime import UTC, datetime
@@ -9,6 +11,9 @@ import asyncpg
 import httpx
 import pytest
 
+from app.ingestion import repository
+from app.ingestion.envelopes import ObjectRef
+from app.ingestion.loader import WORKER_ID, Transient
 from app.main import create_app
 from tests.helpers import api_only, bearer, problem_of
 from tests.ingestion.helpers import s3_event, wait_until
@@ -217,3 +222,82 @@ async def test_api_load_cut_by_shutdown_is_left_pending_and_taken_again(
         assert again.json() == {"file_id": file_id, "status": "accepted"}
         done = await final(http, file_id)
     assert (done["status"], done["attempts"], done["rows_inserted"]) == ("completed", 2, 300_000)
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        # A real cursor's shape with an id beyond bigint: it must not reach the database.
+        "MjAyNC0wMS0wMVQwMDowMDowMCswMDowMHw5OTk5OTk5OTk5OTk5OTk5OTk5OQ",
+        base64.urlsafe_b64encode(b"2024-01-01T00:00:00+00:00|0").decode().rstrip("="),
+        base64.urlsafe_b64encode(b"2024-01-01T00:00:00|5").decode().rstrip("="),  # no time zone
+    ],
+)
+async def test_cursor_that_this_api_cannot_have_made_is_422(client: httpx.AsyncClient, cursor: str) -> None:
+    response = await client.get("/ingestion/files", params={"cursor": cursor}, headers=bearer(READ))
+    assert response.status_code == 422
+    assert [error["field"] for error in problem_of(response)["errors"]] == ["cursor"]
+
+
+async def test_api_loads_beyond_the_limit_are_429_with_retry_after(
+    settings: Any, s3: Any, quiet_bucket: str, db: asyncpg.Connection
+) -> None:
+    big, small = "limit/big.jsonl", "limit/small.jsonl"
+    s3.put_object(Bucket=quiet_bucket, Key=big, Body=b"".join(b'{"n": %d}\n' % n for n in range(200_000)))
+    s3.put_object(Bucket=quiet_bucket, Key=small, Body=b'{"n": 1}\n')
+    one = create_app(api_only(settings).model_copy(update={"ingest_max_api_loads": 1}))
+    async with (
+        one.router.lifespan_context(one),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=one), base_url="http://testserver") as http,
+    ):
+        first = await ingest(http, quiet_bucket, big)
+        refused = await http.post(
+            "/ingestion/files", json={"bucket": quiet_bucket, "key": small}, headers=bearer(WRITE)
+        )
+        assert refused.status_code == 429
+        assert problem_of(refused)["type"] == "/problems/too-many-loads"
+        assert int(refused.headers["retry-after"]) > 0
+        # Refused before the claim: the processing log never saw the small file.
+        seen = await db.fetchval(
+            "SELECT count(*) FROM file_processing_log WHERE bucket = $1 AND key = $2", quiet_bucket, small
+        )
+        assert seen == 0
+        assert (await final(http, first["file_id"]))["status"] == "completed"
+        second = await ingest(http, quiet_bucket, small)  # the place is free again
+        assert (await final(http, second["file_id"]))["status"] == "completed"
+
+
+async def test_load_waiting_for_a_pooled_connection_gives_up_and_is_retried_later(
+    settings: Any, s3: Any, quiet_bucket: str
+) -> None:
+    key = "wait/x.jsonl"
+    s3.put_object(Bucket=quiet_bucket, Key=key, Body=b'{"n": 1}\n')
+    tight = api_only(settings).model_copy(
+        update={"db_pool_min_size": 1, "db_pool_max_size": 1, "db_pool_wait_seconds": 0.5}
+    )
+    application = create_app(tight)
+    async with application.router.lifespan_context(application):
+        async with application.state.pool.acquire():  # the only connection, held elsewhere
+            with pytest.raises(Transient):
+                async with asyncio.timeout(10):  # before the fix it waited for ever
+                    await application.state.ingestor.ingest(
+                        ObjectRef(quiet_bucket, key, None, None, None), "cli"
+                    )
+        outcome = await application.state.ingestor.ingest(
+            ObjectRef(quiet_bucket, key, None, None, None), "cli"
+        )
+        assert outcome.status == "completed"
+
+
+async def test_pending_file_left_by_a_transient_failure_can_be_retried(
+    app: Any, client: httpx.AsyncClient, s3: Any, quiet_bucket: str, db: asyncpg.Connection
+) -> None:
+    key = "pending/x.jsonl"
+    s3.put_object(Bucket=quiet_bucket, Key=key, Body=b'{"n": 1}\n')
+    # What a transient failure of an API-triggered load leaves: a released claim, no message behind it.
+    claimed = await app.state.ingestor.claim(ObjectRef(quiet_bucket, key, None, None, None), "api")
+    await repository.release(db, claimed.file_id, WORKER_ID)
+    retried = await client.post(f"/ingestion/files/{claimed.file_id}/retry", headers=bearer(WRITE))
+    assert retried.status_code == 202, retried.text
+    done = await final(client, claimed.file_id)
+    assert (done["status"], done["rows_inserted"]) == ("completed", 1)

@@ -68,3 +68,23 @@ async def test_bad_publish_is_4xx_naming_the_field(
 async def test_publish_needs_the_scope(client: httpx.AsyncClient) -> None:
     response = await client.post("/sns/publish", json={"message": "x"}, headers=bearer(["s3:write"]))
     assert response.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b'{"message": {"level": NaN}}', "message"),
+        (b'{"message": [1, -Infinity]}', "message"),
+        (b'{"message": "hi", "attributes": {"score": Infinity}}', "attributes.score"),
+    ],
+)
+async def test_publish_holding_nan_or_infinity_is_422(
+    client: httpx.AsyncClient, body: bytes, field: str
+) -> None:
+    # Sent on, `NaN` is a message no JSON reader of the topic can parse.
+    response = await client.post(
+        "/sns/publish", content=body, headers={**bearer(["sns:publish"]), "Content-Type": "application/json"}
+    )
+    assert response.status_code == 422
+    fields = [error["field"] for error in problem_of(response)["errors"]]
+    assert any(name.startswith(field) for name in fields), fields

@@ -1,6 +1,8 @@
 """User routes that reach AWS: reading users/{type}/{user_id}.json from S3 and sending records to SQS."""
 
+import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,7 +13,9 @@ from fastapi import FastAPI
 
 from app.core.config import Settings
 from app.main import create_app
+from tests.faults import TcpProxy
 from tests.helpers import api_only, bearer, problem_of, unique_id
+from tests.ingestion.helpers import wait_until
 from tests.users.test_router import BODIES, create
 
 
@@ -143,3 +147,32 @@ async def test_send_with_bad_body_is_422(client: httpx.AsyncClient, body: dict[s
     response = await client.post("/users/sqs/send", json=body, headers=bearer())
     assert response.status_code == 422
     assert field in [error["field"] for error in problem_of(response)["errors"]]
+
+
+async def test_reading_user_files_holds_no_database_connection_while_s3_answers(
+    settings: Settings, moto_url: str, s3: Any, bucket: str
+) -> None:
+    # One pooled connection and a slow S3: a read of the files must not keep the connection (in an open
+    # transaction) while S3 answers, or every other request waits behind it.
+    user_id = unique_id()
+    put_user_file(s3, bucket, "health", user_id, {"blood_type": "O+"})
+    proxy, proxied = await TcpProxy.in_front_of(moto_url)
+    slow = api_only(settings).model_copy(
+        update={"aws_endpoint_url": proxied, "db_pool_min_size": 1, "db_pool_max_size": 1}
+    )
+    app = create_app(slow)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            proxy.latency = 1.0
+            before = proxy.requests
+            files = asyncio.create_task(http.get(f"/users/{user_id}/s3/all", headers=bearer()))
+            await wait_until(lambda: proxy.requests > before)  # the files' read is under way
+            started = time.monotonic()
+            other = await http.get(f"/users/{unique_id()}/personal", headers=bearer())
+            waited = time.monotonic() - started
+            assert other.status_code == 404
+            assert not files.done()
+            assert waited < 0.5
+            assert (await files).status_code == 200
+    await proxy.stop()

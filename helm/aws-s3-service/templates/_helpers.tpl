@@ -102,6 +102,9 @@ Cross-field checks JSON Schema cannot express. Rendering fails with one line nam
 {{- fail "set config.JWT_JWKS_URL (RS256, production) or secrets.JWT_SECRET (HS256)" }}
 {{- end }}
 {{- end }}
+{{- if and $c.JWT_JWKS_URL (or (not $c.JWT_ISSUER) (not $c.JWT_AUDIENCE)) }}
+{{- fail "config.JWT_ISSUER and config.JWT_AUDIENCE are required with config.JWT_JWKS_URL (else tokens minted for other applications of the identity provider pass)" }}
+{{- end }}
 {{- $grace := int $c.SHUTDOWN_GRACE_SECONDS }}
 {{- $preStop := int .Values.preStopSleepSeconds }}
 {{- $http := int .Values.server.gracefulTimeoutSeconds }}

@@ -35,6 +35,10 @@ resource "terraform_data" "config_checks" {
       error_message = "The service needs create_jwt_secret or jwt_jwks_url (JWT_SECRET or JWT_JWKS_URL)."
     }
     precondition {
+      condition     = var.jwt_jwks_url == null || (var.jwt_issuer != null && var.jwt_audience != null)
+      error_message = "With jwt_jwks_url, set jwt_issuer and jwt_audience too: the service refuses to start without them."
+    }
+    precondition {
       condition     = var.enable_ecs || var.enable_eks
       error_message = "Enable at least one runtime: enable_ecs or enable_eks."
     }

@@ -157,13 +157,13 @@ variable "jwt_jwks_url" {
 }
 
 variable "jwt_issuer" {
-  description = "Expected iss claim (JWT_ISSUER); null skips the check."
+  description = "Expected iss claim (JWT_ISSUER); required with jwt_jwks_url."
   type        = string
   default     = null
 }
 
 variable "jwt_audience" {
-  description = "Expected aud claim (JWT_AUDIENCE); null skips the check."
+  description = "Expected aud claim (JWT_AUDIENCE); required with jwt_jwks_url."
   type        = string
   default     = null
 }

@@ -119,6 +119,8 @@ resource "aws_s3_bucket_policy" "this" {
 resource "aws_sns_topic" "this" {
   name              = "${var.name}-changes"
   kms_master_key_id = module.kms.key_arn
+  # SHA256 signatures: the service's HTTPS webhook refuses SignatureVersion 1 (SHA1) by default.
+  signature_version = 2
   tags              = var.tags
 }
 
