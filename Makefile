@@ -60,6 +60,7 @@ browser:
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 format: $(STAMP)
 	$(PY) -m ruff check --fix .
@@ -111,4 +112,4 @@ compose-down:
 	$(COMPOSE) down --volumes
 
 clean:
-	rm -rf $(VENV) $(INFRA_VENV) $(BENCH_VENV) .dev .pytest_cache .ruff_cache infra/*/node_modules
+	rm -rf $(VENV) $(INFRA_VENV) $(BENCH_VENV) .dev .pytest_cache .ruff_cache .mypy_cache infra/*/node_modules

@@ -10,11 +10,10 @@ import asyncio
 import re
 import sys
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.core.config import (
     EXIT_CONFIG,
@@ -28,6 +27,9 @@ from app.core.config import (
     reconcile_sources,
 )
 from app.core.security import SCOPES, mint_token
+
+if TYPE_CHECKING:  # imported when a command runs, so `token` and `--help` stay fast
+    from app.resources import Resources
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -43,22 +45,21 @@ def printable(text: str) -> str:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from app.core import perf
     from app.core.logging import configure_logging
 
     settings = load(Settings)
     configure_logging(settings.log_level, settings.log_format)
     uvicorn.run(
-        "app.main:create_app",
+        "app.main:create_served_app",
         factory=True,
         host=args.host,
         port=args.port,
-        loop="uvloop",
-        http="httptools",
+        workers=args.workers,
         proxy_headers=True,
         forwarded_allow_ips=args.forwarded_allow_ips,
         timeout_graceful_shutdown=args.graceful_timeout,
-        log_config=None,
-        access_log=False,
+        **perf.server_options(),
     )
     return EXIT_OK
 
@@ -66,13 +67,12 @@ def _serve(args: argparse.Namespace) -> int:
 async def _migrate() -> list[str]:
     from app.core import db
 
-    settings = load(DatabaseSettings)
-    pool = await db.create_pool(settings)
+    database = await db.open_database(load(DatabaseSettings))
     try:
-        async with pool.acquire() as conn:
+        async with database.acquire() as conn:
             return await db.apply_migrations(conn)
     finally:
-        await pool.close()
+        await database.close()
 
 
 def _token(args: argparse.Namespace) -> int:
@@ -118,7 +118,7 @@ def _print_dry_run(result: Any) -> int:
 
 
 async def _ingest(args: argparse.Namespace) -> int:
-    from app.ingestion.loader import dry_run
+    from app.ingestion.dry_run import dry_run
     from app.ingestion.parsers import ParseError
 
     source: str = args.source
@@ -148,32 +148,13 @@ async def _ingest(args: argparse.Namespace) -> int:
     return await _ingest_s3(args, bucket, key)
 
 
-@dataclass(slots=True)
-class _Service:
-    """What commands that work like the service need: settings, a pool and the AWS clients."""
-
-    settings: Settings
-    pool: Any
-    aws: Any
-    s3_for: Any  # bucket -> the S3 client to read it with (S3_BUCKET_ROLES)
-
-    def ingestor(self, progress: Any = None) -> Any:
-        from app.ingestion.loader import Ingestor
-
-        return Ingestor(self.pool, self.s3_for, self.settings, progress=progress)
-
-
 @asynccontextmanager
-async def _service() -> AsyncIterator[_Service]:
-    from app.core import aws, db
+async def _resources() -> AsyncIterator["Resources"]:
+    """The service's resources (app/resources.py), for commands that work as the service does."""
+    from app.resources import open_resources
 
-    settings = load(Settings)
-    async with AsyncExitStack() as stack:
-        clients = await aws.open_clients(settings, stack)
-        sources = await aws.open_source_clients(settings, clients, stack)
-        pool = await db.create_pool(settings)
-        stack.push_async_callback(pool.close)
-        yield _Service(settings, pool, clients, sources.client_for)
+    async with open_resources(load(Settings)) as resources:
+        yield resources
 
 
 def _progress_bar(args: argparse.Namespace, **options: Any) -> Any:
@@ -194,7 +175,7 @@ def _byte_progress(bar: Any) -> Any:
 async def _files(args: argparse.Namespace) -> int:
     from app.ingestion import repository
 
-    async with _service() as service, service.pool.acquire() as conn:
+    async with _resources() as resources, resources.db.acquire() as conn:
         rows = await repository.list_files(
             conn, status=args.status, key_prefix=args.key_prefix, since=None, after=None, limit=args.limit
         )
@@ -219,20 +200,23 @@ def _print_outcome(outcome: Any) -> int:
 async def _retry(args: argparse.Namespace) -> int:
     from app.ingestion import repository
     from app.ingestion.envelopes import ObjectRef
-    from app.ingestion.loader import IngestOutcome, Transient
+    from app.ingestion.outcomes import IngestOutcome, Transient
 
-    async with _service() as service:
-        async with service.pool.acquire() as conn:
+    async with _resources() as resources:
+        async with resources.db.acquire() as conn:
             row = await repository.reopen_for_retry(conn, args.file_id)
         if row is None:
             print(f"file {args.file_id} does not exist or is neither failed nor pending", file=sys.stderr)
             return EXIT_FAILURE
         ref = ObjectRef(row.bucket, row.key, row.version_id, row.etag, row.size_bytes)
         with _progress_bar(args, unit="B", unit_scale=True, desc=printable(row.key[-40:])) as bar:
-            ingestor = service.ingestor(_byte_progress(bar))
+            ingestor = resources.ingestor
             try:
                 claimed = await ingestor.claim(ref, "cli", resolve=False)
-                outcome = claimed if isinstance(claimed, IngestOutcome) else await ingestor.load(claimed)
+                if isinstance(claimed, IngestOutcome):
+                    outcome = claimed
+                else:
+                    outcome = await ingestor.load(claimed, progress=_byte_progress(bar))
             except Transient as exc:
                 print(f"transient failure, retry later: {exc}", file=sys.stderr)
                 return EXIT_TRANSIENT
@@ -240,12 +224,12 @@ async def _retry(args: argparse.Namespace) -> int:
 
 
 async def _redrive(args: argparse.Namespace) -> int:
-    from app.ingestion import service as operations
+    from app.ingestion import operations
     from app.ingestion.consumer import find_dead_letter_queue
 
-    async with _service() as service:
-        sqs = service.aws.sqs
-        source = str(service.settings.sqs_queue_url)
+    async with _resources() as resources:
+        sqs = resources.aws.sqs
+        source = str(resources.settings.sqs_queue_url)
         dlq = await find_dead_letter_queue(sqs, source)
         if dlq is None:
             print("the queue has no dead-letter queue (no RedrivePolicy)", file=sys.stderr)
@@ -262,25 +246,26 @@ async def _report(args: argparse.Namespace) -> int:
     from app.ingestion import reports, repository
 
     day = args.date or datetime.now(UTC).date()
-    async with _service() as service:
+    async with _resources() as resources:
         if args.publish:
-            clients = service.aws
-            published = await reports.publish(service.pool, clients.s3, clients.sns, service.settings, day)
+            clients = resources.aws
+            published = await reports.publish(resources.db, clients.s3, clients.sns, resources.settings, day)
             report = published.report
-            print(f"written to s3://{service.settings.s3_bucket_name}/{published.html_key}", file=sys.stderr)
+            written = f"s3://{resources.settings.s3_bucket_name}/{published.html_key}"
+            print(f"written to {written}", file=sys.stderr)
         else:
-            async with service.pool.acquire() as conn:
+            async with resources.db.acquire() as conn:
                 report = await repository.daily_report(conn, day)
     print(report.model_dump_json(indent=2))
     return EXIT_OK
 
 
 async def _reconcile(args: argparse.Namespace) -> int:
-    from app.ingestion.loader import Transient
-    from app.ingestion.reconcile import Reconciler, SweepBusy
+    from app.ingestion.outcomes import Transient
+    from app.ingestion.reconcile import SweepBusy
 
-    async with _service() as service:
-        settings = service.settings
+    async with _resources() as resources:
+        settings = resources.settings
         try:
             sources = reconcile_sources(args.source, default_bucket=settings.s3_bucket_name)
         except ValueError as exc:
@@ -288,10 +273,9 @@ async def _reconcile(args: argparse.Namespace) -> int:
             return EXIT_CONFIG
         if not args.source:
             sources = settings.reconcile_sources
-        reconciler = Reconciler(service.pool, service.ingestor(), service.s3_for, settings)
         with _progress_bar(args, unit="file", desc="reconcile") as bar:
             try:
-                result = await reconciler.sweep(
+                result = await resources.reconciler.sweep(
                     sources,
                     min_age_seconds=args.min_age,
                     on_object=lambda _status: bar.update(1),
@@ -308,23 +292,24 @@ async def _reconcile(args: argparse.Namespace) -> int:
 
 
 async def _ingest_s3(args: argparse.Namespace, bucket: str, key: str) -> int:
+    from app.ingestion.dry_run import dry_run
     from app.ingestion.envelopes import ObjectRef
-    from app.ingestion.loader import Transient, dry_run
+    from app.ingestion.outcomes import Transient
     from app.ingestion.parsers import ParseError
 
-    async with _service() as service:
+    async with _resources() as resources:
         if args.dry_run:
-            response = await service.s3_for(bucket).get_object(Bucket=bucket, Key=key)
+            response = await resources.sources.client_for(bucket).get_object(Bucket=bucket, Key=key)
             async with response["Body"] as _:
                 try:
-                    return _print_dry_run(await dry_run(response["Body"], key, service.settings))
+                    return _print_dry_run(await dry_run(response["Body"], key, resources.settings))
                 except ParseError as exc:
                     print(f"{exc.code}: {exc.message}")
                     return EXIT_FAILURE
         with _progress_bar(args, unit="B", unit_scale=True, desc=key[-40:]) as bar:
             try:
-                outcome = await service.ingestor(_byte_progress(bar)).ingest(
-                    ObjectRef(bucket, key, None, None, None), "cli"
+                outcome = await resources.ingestor.ingest(
+                    ObjectRef(bucket, key, None, None, None), "cli", progress=_byte_progress(bar)
                 )
             except Transient as exc:
                 print(f"transient failure, retry later: {exc}", file=sys.stderr)
@@ -357,6 +342,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--forwarded-allow-ips", default="127.0.0.1")
     serve.add_argument("--graceful-timeout", type=int, default=25)
+    serve.add_argument("--workers", type=_positive, default=1, help="uvicorn worker processes")
 
     commands.add_parser("migrate", help="apply pending database migrations and exit")
 

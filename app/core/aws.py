@@ -2,7 +2,7 @@
 
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import aioboto3
 from aiobotocore.config import AioConfig
@@ -10,6 +10,12 @@ from botocore.exceptions import ClientError
 
 from app.core.config import Settings
 from app.core.cross_account import S3ClientsByBucket
+
+if TYPE_CHECKING:  # the stub packages are dev dependencies, absent from the runtime image
+    from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_sns import SNSClient
+    from types_aiobotocore_sqs import SQSClient
+    from types_aiobotocore_sts import STSClient
 
 SQS_MAX_WAIT_SECONDS = 20  # API limit for long polling
 _CONNECT_TIMEOUT_SECONDS = 5
@@ -45,10 +51,10 @@ def is_transient(exc: ClientError) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class AwsClients:
-    s3: Any
-    sns: Any
-    sqs: Any
-    sts: Any  # AssumeRole for cross-account buckets (app.core.cross_account)
+    s3: "S3Client"
+    sns: "SNSClient"
+    sqs: "SQSClient"
+    sts: "STSClient"  # AssumeRole for cross-account buckets (app.core.cross_account)
 
 
 def client_config() -> AioConfig:
@@ -75,13 +81,13 @@ async def open_clients(settings: Settings, stack: AsyncExitStack) -> AwsClients:
     config = client_config()
     endpoint = str(settings.aws_endpoint_url) if settings.aws_endpoint_url else None
 
-    async def client(name: str) -> Any:
-        return await stack.enter_async_context(
-            session.client(name, endpoint_url=endpoint, config=config)  # type: ignore[call-overload]
-        )
-
+    enter = stack.enter_async_context
+    # One call per service: each literal name selects the stubs' overload that returns its client type.
     return AwsClients(
-        s3=await client("s3"), sns=await client("sns"), sqs=await client("sqs"), sts=await client("sts")
+        s3=await enter(session.client("s3", endpoint_url=endpoint, config=config)),
+        sns=await enter(session.client("sns", endpoint_url=endpoint, config=config)),
+        sqs=await enter(session.client("sqs", endpoint_url=endpoint, config=config)),
+        sts=await enter(session.client("sts", endpoint_url=endpoint, config=config)),
     )
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from types import TracebackType
-from typing import Annotated, Any, Self
+from typing import TYPE_CHECKING, Annotated, Self, TypeGuard
 
 from aiobotocore.config import AioConfig
 from aiobotocore.credentials import (
@@ -27,6 +27,12 @@ from botocore.credentials import CredentialProvider
 from botocore.exceptions import ClientError
 from pydantic import BeforeValidator
 from pydantic_settings import NoDecode
+
+if TYPE_CHECKING:  # the stub packages are dev dependencies, absent from the runtime image
+    from aiobotocore.session import ClientCreatorContext
+    from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_sts import STSClient
+    from types_aiobotocore_sts.type_defs import AssumeRoleRequestTypeDef
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +85,7 @@ def _bucket_roles_setting(value: object) -> dict[str, BucketRole]:
 BucketRolesSetting = Annotated[dict[str, BucketRole], NoDecode, BeforeValidator(_bucket_roles_setting)]
 
 
-def _without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def _without_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
     # json.loads would keep the last of two entries for one bucket; a mapping that says two things fails.
     seen: set[str] = set()
     for key, _ in pairs:
@@ -95,7 +101,7 @@ def _bucket_roles(document: object) -> dict[str, BucketRole]:
     return {_bucket_name(bucket): _bucket_role(bucket, entry) for bucket, entry in document.items()}
 
 
-def is_bucket_name(bucket: object) -> bool:
+def is_bucket_name(bucket: object) -> TypeGuard[str]:
     """S3's naming rules for general purpose buckets."""
     return (
         isinstance(bucket, str)
@@ -110,7 +116,7 @@ def _bucket_name(bucket: object) -> str:
         raise ValueError(
             f"bucket {bucket!r}: not an S3 bucket name (3-63 lowercase letters, digits, dots and hyphens)"
         )
-    return bucket  # type: ignore[return-value]
+    return bucket
 
 
 def _bucket_role(bucket: str, entry: object) -> BucketRole:
@@ -167,8 +173,8 @@ class S3ClientsByBucket:
 
     def __init__(
         self,
-        default: Any,
-        sts: Any,
+        default: "S3Client",
+        sts: "STSClient",
         roles: Mapping[str, BucketRole],
         *,
         config: AioConfig,
@@ -184,7 +190,7 @@ class S3ClientsByBucket:
         self._region = region
         self._clock = clock
         self._session_name = _role_session_name(socket.gethostname())
-        self._clients: dict[str, Any] = {}
+        self._clients: dict[str, S3Client] = {}
         self._stack = AsyncExitStack()
 
     async def __aenter__(self) -> Self:
@@ -208,14 +214,14 @@ class S3ClientsByBucket:
     ) -> None:
         await self.aclose()
 
-    def client_for(self, bucket: str) -> Any:
+    def client_for(self, bucket: str) -> "S3Client":
         """The client to read `bucket` with; the Ingestor's `s3_for`."""
         return self._clients.get(bucket, self._default)
 
     async def aclose(self) -> None:
         await self._stack.aclose()
 
-    def _role_client(self, role: BucketRole, buckets: tuple[str, ...]) -> Any:
+    def _role_client(self, role: BucketRole, buckets: tuple[str, ...]) -> "ClientCreatorContext[S3Client]":
         credentials = AioDeferredRefreshableCredentials(
             refresh_using=partial(self._assume, role, buckets),
             method=_GivenCredentials.METHOD,
@@ -230,7 +236,7 @@ class S3ClientsByBucket:
         )
 
     async def _assume(self, role: BucketRole, buckets: tuple[str, ...]) -> dict[str, str]:
-        params: dict[str, Any] = {
+        params: AssumeRoleRequestTypeDef = {
             "RoleArn": role.role_arn,
             "RoleSessionName": self._session_name,
             "DurationSeconds": ROLE_SESSION_SECONDS,

@@ -1,17 +1,19 @@
-"""asyncpg pool, a request's connection or transaction, versioned SQL migrations under an advisory lock."""
+"""The database: a fair asyncpg pool, connections and transactions, SQLSTATE classes, and versioned SQL
+migrations under an advisory lock."""
 
 import asyncio
 import collections
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 import orjson
+from asyncpg.pool import PoolConnectionProxy
 
 from app.core.config import DatabaseSettings
 
@@ -20,9 +22,15 @@ logger = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 # Any constant works as long as every replica uses the same one.
 MIGRATION_LOCK_KEY = 7_301_843_562
-POOL_ACQUIRE_TIMEOUT_SECONDS = 5.0  # past this a request gets 503 instead of queueing forever
+REQUEST_WAIT_SECONDS = 5.0  # a request waits this long for a connection, then gets 503
+POOL_CLOSE_TIMEOUT_SECONDS = 10.0  # at shutdown, then the remaining connections are dropped
 
-Connection = asyncpg.Connection
+# What the service's SQL runs on: a pooled connection (asyncpg hands out a proxy), or a direct one. The
+# stubs make both generic in the record type; at run time they are plain classes.
+if TYPE_CHECKING:
+    Connection: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
+else:
+    Connection = asyncpg.Connection | PoolConnectionProxy
 
 
 class MigrationError(Exception):
@@ -81,55 +89,6 @@ async def _keep_session(conn: Connection) -> None:
     round trip on every request making sure of it."""
 
 
-class FairPool(asyncpg.Pool):
-    """asyncpg's pool, handing connections out in the order they were asked for.
-
-    asyncpg keeps its waiters in an asyncio.Queue, where a newcomer takes a connection released for a
-    waiter before that waiter runs, and the waiter goes back to the end of the line: with more requests
-    than connections, some wait for seconds (the API benchmark's p99 and max). A FIFO semaphore of the
-    pool's size in front of it admits waiters in order, and an admitted one always finds a free
-    connection. Every acquire (context manager, `await`, and the pool's fetch/execute shortcuts) and
-    every release goes through it. The acquire timeout bounds the wait for a turn; without one,
-    `wait_limit` does, so nothing waits for a connection for ever.
-    """
-
-    __slots__ = ("_lent", "_turns", "_wait_limit")
-
-    def __init__(self, dsn: str, *, max_size: int, wait_limit: float, **kwargs: Any) -> None:
-        super().__init__(dsn, max_size=max_size, **kwargs)
-        self._turns = _Turns(max_size)
-        self._wait_limit = wait_limit
-        # id -> connection handed out and not yet released: a turn is given back once per connection
-        # handed out, whatever else release() is called with.
-        self._lent: dict[int, Connection] = {}
-
-    def acquire(self, *, timeout: float | None = None) -> "_FairAcquire":  # type: ignore[override]
-        return _FairAcquire(self, self._wait_limit if timeout is None else timeout)
-
-    async def _acquire_in_turn(self, wait_limit: float | None) -> Connection:
-        await self._turns.take(wait_limit)
-        try:
-            # A free connection is there: no timeout wrapper (opening a new one has its own timeout).
-            connection: Connection = await super().acquire()
-        except BaseException:
-            self._turns.give_back()
-            raise
-        self._lent[id(connection)] = connection
-        return connection
-
-    async def release(
-        self,
-        connection: Connection,
-        *,
-        timeout: float | None = None,  # noqa: ASYNC109  (asyncpg's signature)
-    ) -> None:
-        try:
-            await super().release(connection, timeout=timeout)
-        finally:
-            if self._lent.pop(id(connection), None) is not None:
-                self._turns.give_back()
-
-
 class _Turns:
     """A FIFO semaphore whose wait has a deadline: a free turn goes to the longest waiter, never to a
     newcomer. (asyncio.Semaphore inside asyncio.timeout did the same at several times the cost per
@@ -142,15 +101,15 @@ class _Turns:
         self._free = value
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
 
-    async def take(self, wait_limit: float | None) -> None:
-        """Wait for a turn, at most `wait_limit` seconds (TimeoutError), or for ever if None."""
+    async def take(self, wait_limit: float) -> None:
+        """Wait for a turn, at most `wait_limit` seconds (TimeoutError)."""
         if self._free and not self._waiters:
             self._free -= 1
             return
         loop = asyncio.get_running_loop()
         turn: asyncio.Future[None] = loop.create_future()
         self._waiters.append(turn)
-        timer = None if wait_limit is None else loop.call_later(wait_limit, _time_out, turn)
+        timer = loop.call_later(wait_limit, _time_out, turn)
         try:
             await turn
         except BaseException:
@@ -161,8 +120,7 @@ class _Turns:
                     self._waiters.remove(turn)
             raise
         finally:
-            if timer is not None:
-                timer.cancel()
+            timer.cancel()
 
     def give_back(self) -> None:
         while self._waiters:
@@ -178,45 +136,82 @@ def _time_out(turn: asyncio.Future[None]) -> None:
         turn.set_exception(TimeoutError())
 
 
-class _FairAcquire:
-    def __init__(self, pool: FairPool, timeout: float | None) -> None:
+class Database:
+    """The service's PostgreSQL: an asyncpg pool whose connections go out in the order they were asked for,
+    and never after an unbounded wait.
+
+    asyncpg keeps its waiters in an asyncio.Queue, where a newcomer takes a connection released for a
+    waiter before that waiter runs, and the waiter goes back to the end of the line: with more requests
+    than connections, some waited for seconds (the API benchmark's p99 and max). A FIFO of turns, one per
+    connection, in front of the pool admits them in order, and an admitted one always finds a free
+    connection. Every connection the service uses comes from `acquire`.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, *, size: int, wait_limit: float) -> None:
         self._pool = pool
-        self._timeout = timeout
-        self._connection: Connection | None = None
+        self._turns = _Turns(size)
+        self._wait_limit = wait_limit
 
-    def __await__(self) -> Generator[Any, None, Connection]:
-        return self._pool._acquire_in_turn(self._timeout).__await__()
+    @asynccontextmanager
+    async def acquire(self, wait_limit: float | None = None) -> AsyncIterator[Connection]:
+        """A pooled connection, after waiting at most `wait_limit` seconds (default: DB_POOL_WAIT_SECONDS;
+        TimeoutError past it, which callers treat as an outage)."""
+        await self._turns.take(self._wait_limit if wait_limit is None else wait_limit)
+        try:
+            # Admitted: a connection is free, or being opened (which has its own connect timeout).
+            async with self._pool.acquire() as conn:
+                yield conn
+        finally:
+            self._turns.give_back()
 
-    async def __aenter__(self) -> Connection:
-        self._connection = await self._pool._acquire_in_turn(self._timeout)
-        return self._connection
+    @asynccontextmanager
+    async def transaction(self, wait_limit: float | None = None) -> AsyncIterator[Connection]:
+        """A connection inside a transaction that commits on a clean exit."""
+        async with self.acquire(wait_limit) as conn, conn.transaction():
+            yield conn
 
-    async def __aexit__(self, *_: object) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            await self._pool.release(connection)
+    async def ping(self) -> None:
+        """One round trip: whether the database answers (readiness, the consumer's outage probe)."""
+        async with self.acquire() as conn:
+            await conn.fetchval("SELECT 1")
+
+    @asynccontextmanager
+    async def exclusive(self, lock_key: int) -> AsyncIterator[bool]:
+        """Whether this process may run a job that must run on one replica at a time.
+
+        A session-level advisory lock held on one pooled connection for the job's duration; the other
+        replicas get False at once. If this process dies, PostgreSQL drops the lock with the connection.
+        """
+        async with self.acquire(REQUEST_WAIT_SECONDS) as conn:
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key):
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                # A broken connection has dropped the lock already.
+                with contextlib.suppress(*DATABASE_ERRORS):
+                    await conn.execute("SELECT pg_advisory_unlock($1)", lock_key)
+
+    async def close(self) -> None:
+        try:
+            await asyncio.wait_for(self._pool.close(), POOL_CLOSE_TIMEOUT_SECONDS)
+        except TimeoutError:
+            self._pool.terminate()
 
 
-async def create_pool(settings: DatabaseSettings) -> FairPool:
-    pool = FairPool(
+async def open_database(settings: DatabaseSettings) -> Database:
+    pool = await asyncpg.create_pool(
         str(settings.database_url),
         init=_init_connection,
         reset=_keep_session,
         min_size=settings.db_pool_min_size,
         max_size=settings.db_pool_max_size,
-        wait_limit=settings.db_pool_wait_seconds,
         command_timeout=settings.db_command_timeout_seconds,
         timeout=settings.db_connect_timeout_seconds,
         server_settings={"application_name": "aws-s3-service"},
-        # asyncpg.create_pool's defaults, which the constructor does not have.
-        max_queries=50_000,
-        max_inactive_connection_lifetime=300.0,
-        loop=None,
-        connection_class=asyncpg.Connection,
-        record_class=asyncpg.Record,
     )
-    await pool
-    return pool
+    return Database(pool, size=settings.db_pool_max_size, wait_limit=settings.db_pool_wait_seconds)
 
 
 async def apply_migrations(conn: Connection) -> list[str]:
@@ -255,40 +250,3 @@ async def apply_migrations(conn: Connection) -> list[str]:
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
     return applied_now
-
-
-@asynccontextmanager
-async def exclusive(pool: asyncpg.Pool, lock_key: int) -> AsyncIterator[bool]:
-    """Whether this process may run a job that must run on one replica at a time.
-
-    A session-level advisory lock held on one pooled connection for the job's duration; the other
-    replicas get False at once. If this process dies, PostgreSQL drops the lock with the connection.
-    """
-    async with pool.acquire(timeout=POOL_ACQUIRE_TIMEOUT_SECONDS) as conn:
-        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key):
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            # A broken connection has dropped the lock already.
-            with contextlib.suppress(asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
-                await conn.execute("SELECT pg_advisory_unlock($1)", lock_key)
-
-
-# The edge owns the transaction: a route opens it around its service call, and it commits when the block
-# exits, before the response is sent. (Not a yield dependency: FastAPI shields every such dependency's
-# exit in an anyio cancel scope, a fifth of a simple read's CPU in the API benchmark.)
-
-
-@asynccontextmanager
-async def transaction(pool: asyncpg.Pool) -> AsyncIterator[Connection]:
-    """A pooled connection inside a transaction that commits on a clean exit."""
-    async with pool.acquire(timeout=POOL_ACQUIRE_TIMEOUT_SECONDS) as conn, conn.transaction():
-        yield conn
-
-
-def connection(pool: asyncpg.Pool) -> contextlib.AbstractAsyncContextManager[Connection]:
-    """A pooled connection without a transaction, for one read-only statement (BEGIN and COMMIT would be
-    two more round trips for nothing). The pool's own context manager: no generator around it."""
-    return pool.acquire(timeout=POOL_ACQUIRE_TIMEOUT_SECONDS)

@@ -147,7 +147,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> ProblemResponse:
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
-        headers = exc.headers
+        headers = dict(exc.headers) if exc.headers else None
         if exc.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
             headers = {**(headers or {}), "Allow": _allowed_methods(request)}
         return problem(exc.status_code, detail, headers=headers)

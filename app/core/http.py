@@ -1,16 +1,15 @@
 """The pure ASGI edge middleware (request id, body limit, access log, metrics) and request-level guards."""
 
-import asyncio
-import contextvars
 import logging
 import random
 import re
 import time
 from email.message import Message as MimeHeader
 from http import HTTPStatus
+from typing import Annotated
 
 from asgi_correlation_id import correlation_id
-from fastapi import HTTPException, Request, Response
+from fastapi import Depends, HTTPException, Request, Response
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -28,68 +27,6 @@ LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 UNMATCHED_ROUTE = "<unmatched>"  # one label for every unknown path, so scanners cannot grow the series
-
-
-class AccessLog:
-    """One JSON line per request on the `app.access` logger, written in batches, like nginx's
-    `access_log ... buffer= flush=`: a request leaves a tuple, and the lines are logged together at most
-    FLUSH_SECONDS later, or as soon as MAX_PENDING wait, and at shutdown (the lifespan calls `flush`).
-
-    Logged one by one between requests, a line cost about 40 us of CPU, a sixth of a record read in the
-    API benchmark; logged back to back, about 15 us. Each line keeps its request's time and request
-    id. What a hard kill (SIGKILL, OOM) loses is the last FLUSH_SECONDS of access lines; error and
-    warning lines are not buffered.
-    """
-
-    FLUSH_SECONDS = 0.1
-    MAX_PENDING = 64  # a flush blocks the event loop about a millisecond at most
-
-    def __init__(self) -> None:
-        self._pending: list[tuple[str, str, str, int, float, float]] = []
-        self._timer: asyncio.Handle | None = None
-
-    def add(self, request_id: str, method: str, route: str, status: int, elapsed: float) -> None:
-        if not logger.isEnabledFor(logging.INFO):
-            return
-        self._pending.append((request_id, method, route, status, elapsed, time.time()))
-        if self._timer is None:
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(self.FLUSH_SECONDS, self.flush)
-        elif len(self._pending) == self.MAX_PENDING:  # once: later lines join the same flush
-            self._timer.cancel()
-            self._timer = asyncio.get_running_loop().call_soon(self.flush)  # after this request's step
-
-    def flush(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        pending, self._pending = self._pending, []
-        if pending:
-            # In a context of its own: the request id is set per line and must not leak into the
-            # caller's (the lifespan's) context.
-            contextvars.copy_context().run(self._write, pending)
-
-    @staticmethod
-    def _write(pending: list[tuple[str, str, str, int, float, float]]) -> None:
-        for request_id, method, route, status, elapsed, at in pending:
-            correlation_id.set(request_id)
-            record = logger.makeRecord(
-                logger.name,
-                logging.INFO,
-                "(unknown file)",
-                0,
-                "%s %s %s %.1fms",
-                (method, route, status, elapsed * 1000),
-                None,
-                extra={
-                    "method": method,
-                    "route": route,
-                    "status": status,
-                    "duration_ms": round(elapsed * 1000, 2),
-                },
-            )
-            record.created, record.msecs = at, (at - int(at)) * 1000  # the request's time, not the flush's
-            logger.handle(record)
 
 
 class JsonBytes(Response):
@@ -119,6 +56,10 @@ async def require_json(request: Request) -> None:
     raise HTTPException(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "The request body must be application/json.")
 
 
+# A parameter of routes that take a JSON body, declared after the principal: the token is checked first.
+JsonBody = Annotated[None, Depends(require_json)]
+
+
 def _new_request_id() -> str:
     """32 hex digits, like a uuid4's: a correlation id, not a secret, so it comes from the process's
     seeded PRNG, not from os.urandom (a system call per request)."""
@@ -136,7 +77,8 @@ class EdgeMiddleware:
     - Body limit: a declared Content-Length over the limit fails before any byte is read; a chunked body
       is counted as it arrives. BodyTooLarge is raised inside the app so the problem+json handler renders
       it. A request without a body (no Content-Length, no Transfer-Encoding) is passed through as is.
-    - Access log (AccessLog) and metrics: labelled by the route template, never the raw path.
+    - Access log and metrics: one `app.access` line per request, written when the request ends (nothing is
+      buffered), and the metrics, labelled by the route template, never the raw path.
     """
 
     def __init__(
@@ -146,10 +88,8 @@ class EdgeMiddleware:
         request_id_pattern: re.Pattern[str],
         max_body_bytes: int,
         per_path_body_bytes: dict[str, int] | None = None,
-        access_log: AccessLog,
     ) -> None:
         self.app = app
-        self.access_log = access_log
         self.request_id_pattern = request_id_pattern
         self.max_body_bytes = max_body_bytes
         self.per_path_body_bytes = per_path_body_bytes or {}
@@ -196,7 +136,20 @@ class EdgeMiddleware:
             count, latency = self._metrics(method, route, status)
             count.inc()
             latency.observe(elapsed)
-            self.access_log.add(request_id, method, route, status, elapsed)
+            if logger.isEnabledFor(logging.INFO):
+                logger.info(
+                    "%s %s %s %.1fms",
+                    method,
+                    route,
+                    status,
+                    elapsed * 1000,
+                    extra={
+                        "method": method,
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 2),
+                    },
+                )
 
     def _metrics(self, method: str, route: str, status: int) -> tuple[Counter, Histogram]:
         # prometheus_client looks labels up under a lock on every call; the children are few (route

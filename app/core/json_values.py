@@ -5,14 +5,16 @@ stored in S3 or published, they would make documents no other JSON reader accept
 """
 
 import math
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator
 
+T = TypeVar("T")
 
-def finite(value: Any) -> Any:
+
+def finite(value: T) -> T:
     """`value` itself, or ValueError when a float in it is NaN or infinite."""
-    stack = [value]  # iterative: bodies may nest deeply, and their depth is checked elsewhere
+    stack: list[object] = [value]  # iterative: bodies may nest deeply, and their depth is checked elsewhere
     while stack:
         node = stack.pop()
         if isinstance(node, float) and not math.isfinite(node):

@@ -9,7 +9,8 @@ from types import TracebackType
 from asgi_correlation_id import CorrelationIdFilter
 from pythonjsonlogger.orjson import OrjsonFormatter
 
-ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+# What `exc_info` holds: an exception, or nothing (exc_info=True outside an except block).
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
 
 HANDLER_NAME = "app"
 # Loggers that libraries configure on their own; they are routed to our root handler instead.
@@ -19,8 +20,11 @@ _LIBRARY_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "asgi_correlat
 def _exception_without_message(ei: ExcInfo) -> str:
     # Exception messages can carry request data (a pydantic error echoes its input, a driver
     # error its parameters), so only the type and the stack are logged.
-    stack = "".join(traceback.format_tb(ei[2]))
-    return f"Traceback (most recent call last):\n{stack}{ei[0].__module__}.{ei[0].__qualname__}"
+    exc_type, _, tb = ei
+    if exc_type is None:  # exc_info=True outside an except block: what logging itself writes then
+        return "NoneType: None"
+    stack = "".join(traceback.format_tb(tb))
+    return f"Traceback (most recent call last):\n{stack}{exc_type.__module__}.{exc_type.__qualname__}"
 
 
 class _SafeJsonFormatter(OrjsonFormatter):
@@ -35,12 +39,12 @@ class _SafeJsonFormatter(OrjsonFormatter):
             self._last = (int(record.created), text)
         return text
 
-    def formatException(self, ei: ExcInfo) -> str:  # type: ignore[override]
+    def formatException(self, ei: ExcInfo) -> str:
         return _exception_without_message(ei)
 
 
 class _SafeTextFormatter(logging.Formatter):
-    def formatException(self, ei: ExcInfo) -> str:  # type: ignore[override]
+    def formatException(self, ei: ExcInfo) -> str:
         return _exception_without_message(ei)
 
 
@@ -66,13 +70,6 @@ def configure_logging(level: str, fmt: str) -> None:
             _SafeTextFormatter("%(asctime)s %(levelname)s [%(correlation_id)s] %(name)s %(message)s")
         )
     handler.set_name(HANDLER_NAME)
-    # No log line shows the thread or process; looking them up is paid on every record otherwise.
-    logging.logThreads = False
-    logging.logProcesses = False
-    logging.logMultiprocessing = False
-    # Nor the caller's file, line or function: without this, every record walks the stack to find them
-    # (the logging HOWTO's "Optimization" section).
-    logging._srcfile = None
     root = logging.getLogger()
     # Replace only our own handler, so a test harness's capture handler survives.
     root.handlers[:] = [h for h in root.handlers if h.get_name() != HANDLER_NAME] + [handler]

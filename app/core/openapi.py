@@ -1,5 +1,6 @@
 """The OpenAPI document as generated clients need it: FastAPI's own, with every error response's Problem
-schema under `application/problem+json` (what the API sends) and each operation's required scope.
+schema under `application/problem+json` (what the API sends) and each operation's required scope spelled
+out for people (its description) and for tools that ignore security requirements (`x-required-scopes`).
 
 Installed as FastAPI documents it ("Extending OpenAPI"): `app.openapi` replaced by a function that builds
 the document once and caches it on `app.openapi_schema`.
@@ -9,21 +10,12 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from fastapi.routing import APIRoute
 
 from app.core.errors import PROBLEM_JSON
-from app.core.security import RequireScope
 
 JSON = "application/json"
 PROBLEM_SCHEMA = {"$ref": "#/components/schemas/Problem"}
-SCOPES_EXTENSION = "x-required-scopes"  # for generators; the description says it for people
-
-
-def _required_scope(route: APIRoute) -> str | None:
-    for dependency in route.dependant.dependencies:
-        if isinstance(dependency.call, RequireScope):
-            return dependency.call.scope
-    return None
+SCOPES_EXTENSION = "x-required-scopes"
 
 
 def _problems_as_problem_json(operation: dict[str, Any]) -> None:
@@ -35,9 +27,21 @@ def _problems_as_problem_json(operation: dict[str, Any]) -> None:
         content[PROBLEM_JSON] = {"schema": PROBLEM_SCHEMA}
 
 
-def _with_scope(operation: dict[str, Any], scope: str) -> None:
-    operation[SCOPES_EXTENSION] = [scope]
-    note = f"Requires the `{scope}` scope."
+def _with_scopes(operation: dict[str, Any]) -> None:
+    # FastAPI puts a Security dependency's scopes in the operation's requirement (OpenAPI 3.1 allows
+    # them for any scheme); generated clients and readers of the description see them too.
+    scopes = sorted(
+        {
+            scope
+            for requirement in operation.get("security", [])
+            for names in requirement.values()
+            for scope in names
+        }
+    )
+    if not scopes:
+        return
+    operation[SCOPES_EXTENSION] = scopes
+    note = "Requires the " + ", ".join(f"`{scope}`" for scope in scopes) + " scope."
     description = operation.get("description")
     operation["description"] = f"{description}\n\n{note}" if description else note
 
@@ -52,16 +56,11 @@ def install_openapi(app: FastAPI) -> None:
                 description=app.description,
                 routes=app.routes,
             )
-            for route in app.routes:
-                if not isinstance(route, APIRoute) or not route.include_in_schema:
-                    continue
-                scope = _required_scope(route)
-                for method in route.methods or ():
-                    operation = document["paths"][route.path_format][method.lower()]
+            for path_item in document.get("paths", {}).values():
+                for operation in path_item.values():
                     _problems_as_problem_json(operation)
-                    if scope is not None:
-                        _with_scope(operation, scope)
+                    _with_scopes(operation)
             app.openapi_schema = document
         return app.openapi_schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = openapi  # type: ignore[method-assign]  # the documented way to extend the document

@@ -3,22 +3,18 @@
 import asyncio
 import base64
 import binascii
-import dataclasses
 import logging
 import math
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine
-from contextvars import ContextVar
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import jwt
-from fastapi import Request, Response
-from fastapi.routing import APIRoute
-from fastapi.security import HTTPBearer
+from fastapi import Request, Security
+from fastapi.security import HTTPBearer, SecurityScopes
 from fastapi.security.utils import get_authorization_scheme_param
 
 from app.core.config import AuthSettings
@@ -236,77 +232,46 @@ def mint_token(
     return jwt.encode(claims, secret, algorithm=HS256)
 
 
-class RequireScope(HTTPBearer):
-    """A route dependency: the bearer token's principal, if the token holds `scope`.
+class BearerPrincipal(HTTPBearer):
+    """The principal of the request's `Authorization: Bearer <JWT>`, holding every scope the route names
+    with `Security(bearer_principal, scopes=[...])`: 401 without a valid token, 403 without a scope.
 
-    It is the bearer security scheme itself (Swagger's Authorize button applies to the route) and
-    the check in one dependency with no sub-dependencies: FastAPI pays for every level of
-    dependencies on every request, and this runs on nearly all of them.
+    It is the OpenAPI bearer scheme itself, so Swagger's Authorize button and each operation's security
+    requirement (with its scopes) are FastAPI's own, and one dependency (FastAPI resolves each level of
+    dependencies on every request). Routes list it first, so a request without a valid token learns
+    nothing of the route's other rules (401 before 415 or 422).
     """
 
-    def __init__(self, scope: str) -> None:
-        if scope not in SCOPES:
-            raise ValueError(f"unknown scope {scope!r}")
+    def __init__(self) -> None:
         super().__init__(
             bearerFormat="JWT", auto_error=False, scheme_name=BEARER_SCHEME, description=BEARER_DESCRIPTION
         )
-        self.scope = scope
 
-    async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
+    async def __call__(  # type: ignore[override]  # FastAPI injects the route's scopes
+        self, request: Request, security_scopes: SecurityScopes
+    ) -> Principal:
         scheme, credentials = get_authorization_scheme_param(request.headers.get("authorization"))
         if scheme.lower() != "bearer" or not credentials:
             raise Unauthorized("A bearer token is required.")
-        verifier: TokenVerifier = request.app.state.token_verifier
-        principal = await verifier.verify(credentials)
-        if self.scope not in principal.scopes:
-            raise Forbidden(f"This operation needs the `{self.scope}` scope.")
+        principal = await cast(_HasVerifier, request.app.state.resources).token_verifier.verify(credentials)
+        missing = [scope for scope in security_scopes.scopes if scope not in principal.scopes]
+        if missing:
+            raise Forbidden(f"This operation needs the `{missing[0]}` scope.")
         return principal
 
 
-_principal: ContextVar[Principal] = ContextVar("principal")
+class _HasVerifier(Protocol):
+    """What the bearer dependency reads from the app's resources."""
+
+    @property
+    def token_verifier(self) -> TokenVerifier: ...
 
 
-class ScopeFirstRoute(APIRoute):
-    """A route whose token check (its one `RequireScope` parameter) runs before FastAPI resolves anything
-    else, outside FastAPI's dependency machinery.
+bearer_principal = BearerPrincipal()
 
-    FastAPI resolves each dependency with a nested solve, a scope-aware cache key and callable checks on
-    every request: for the token check that was ~25 us, more than the check itself and a tenth of a
-    record read (the API benchmark; with it gone the service ran at the bare floor's CPU). The route
-    still declares the check as a dependency, so the OpenAPI document (the bearer scheme, Swagger's
-    Authorize) is FastAPI's own; only the handler that serves requests is built without it, and the
-    principal reaches the endpoint's parameter through a context variable. The check comes first, as
-    it did as a dependency: a request without a valid token is 401 whatever else is wrong with it.
-    """
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        checks = [sub for sub in self.dependant.dependencies if isinstance(sub.call, RequireScope)]
-        if len(checks) != 1:
-            return super().get_route_handler()
-        check = checks[0]
-        scheme = cast(RequireScope, check.call)
-        endpoint = cast(Callable[..., Coroutine[Any, Any, Any]], self.dependant.call)
-        name = check.name  # None for a route-level `dependencies=[...]` check
-
-        async def call(**values: Any) -> Any:
-            if name is not None:
-                values[name] = _principal.get()
-            return await endpoint(**values)
-
-        declared = self.dependant
-        self.dependant = dataclasses.replace(
-            declared, dependencies=[sub for sub in declared.dependencies if sub is not check], call=call
-        )
-        try:
-            handler = super().get_route_handler()
-        finally:
-            self.dependant = declared
-
-        async def checked(request: Request) -> Response:
-            token = _principal.set(await scheme(request))
-            try:
-                return await handler(request)
-            finally:
-                _principal.reset(token)
-
-        return checked
+def requires(scope: str) -> Any:
+    """`Security(bearer_principal, scopes=[scope])`: a route parameter's principal that holds `scope`."""
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}")
+    return Security(bearer_principal, scopes=[scope])

@@ -1,15 +1,13 @@
 """JSON Merge Patch (RFC 7396)."""
 
-from typing import Any
-
 MAX_PATCH_DEPTH = 64  # deeper patches are refused before the recursive merge could overflow the stack
 
 
-def merge_patch(target: Any, patch: Any) -> Any:
+def merge_patch(target: object, patch: object) -> object:
     """The RFC 7396 MergePatch(target, patch): objects merge, null removes, anything else replaces."""
     if not isinstance(patch, dict):
         return patch
-    result = dict(target) if isinstance(target, dict) else {}
+    result: dict[str, object] = dict(target) if isinstance(target, dict) else {}
     for name, value in patch.items():
         if value is None:
             result.pop(name, None)
@@ -18,10 +16,10 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
-def depth(document: Any) -> int:
+def depth(document: object) -> int:
     """How deeply objects and arrays nest (a scalar is 0), computed without recursion."""
     deepest = 0
-    stack: list[tuple[Any, int]] = [(document, 0)]
+    stack: list[tuple[object, int]] = [(document, 0)]
     while stack:
         node, level = stack.pop()
         if isinstance(node, dict):

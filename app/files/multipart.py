@@ -2,12 +2,16 @@
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from http import HTTPStatus
+from typing import TYPE_CHECKING
 
 from python_multipart import MultipartParser
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import parse_options_header
 
 from app.core.errors import DomainError
+
+if TYPE_CHECKING:  # python-multipart declares its callback types for type checkers only
+    from python_multipart.multipart import MultipartCallbacks
 
 MAX_FIELD_BYTES = 4096  # small text fields (key, overwrite); files go through the sink
 MAX_PART_HEADER_BYTES = 8192  # one part's headers in all: a browser's are ~150 bytes; nginx allows 8 KiB
@@ -86,7 +90,7 @@ async def read_form(
         in_headers = False
         events.append(("headers_done", b""))
 
-    callbacks = {
+    callbacks: MultipartCallbacks = {
         "on_part_begin": on_part_begin,
         "on_part_data": lambda data, start, end: events.append(("data", bytes(data[start:end]))),
         "on_part_end": lambda: events.append(("end", b"")),
@@ -99,7 +103,7 @@ async def read_form(
     # single line over the limit fails there, named below; the callbacks add the limit over all lines.
     parser = MultipartParser(
         boundary,
-        callbacks,  # type: ignore[arg-type]
+        callbacks,
         max_header_count=MAX_PART_HEADERS,
         max_header_size=MAX_PART_HEADER_BYTES,
     )

@@ -3,32 +3,30 @@
 from http import HTTPStatus
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Body, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import ClientDisconnect
 
 from app.audit.repository import AuditAction, AuditedObject
-from app.core import deps
 from app.core.aws import AwsClients
 from app.core.config import Settings
-from app.core.db import transaction
+from app.core.db import REQUEST_WAIT_SECONDS, Database
+from app.core.deps import AppSettings, Aws, Db
 from app.core.errors import problem_responses
-from app.core.http import BodyTooLarge, JsonBytes, require_json
+from app.core.http import BodyTooLarge, JsonBody, JsonBytes, require_json
 from app.core.json_values import FiniteJson
-from app.core.security import Principal, RequireScope, ScopeFirstRoute
+from app.core.security import Principal, requires
 from app.files import service
+from app.files.deps import JsonBudget, KeyPolicy, Keys
 from app.files.keys import content_type_for, validate_key
 from app.files.multipart import BadForm, boundary_of, read_form
 from app.files.storage import StreamingUpload
-from app.users import service as users
 
-router = APIRouter(
-    prefix="/s3", tags=["s3"], responses=problem_responses(401, 403), route_class=ScopeFirstRoute
-)
+router = APIRouter(prefix="/s3", tags=["s3"], responses=problem_responses(401, 403))
 
-Reader = Annotated[Principal, Depends(RequireScope("s3:read"))]
-Writer = Annotated[Principal, Depends(RequireScope("s3:write"))]
+Reader = Annotated[Principal, requires("s3:read")]
+Writer = Annotated[Principal, requires("s3:write")]
 NOTIFICATION_HEADER = "X-Notification-Published"
 
 
@@ -83,16 +81,19 @@ _UPLOAD_BODY = {
     responses={**problem_responses(404, 422, 502, 503), 304: {"description": "Not modified"}},
 )
 async def get_object(
-    key: str,
-    request: Request,
     principal: Reader,
+    key: str,
+    aws: Aws,
+    settings: AppSettings,
+    budget: JsonBudget,
+    db: Db,
+    keys: Keys,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     key = validate_key(key)
-    users.require_key_scope(principal, key, write=False)
-    settings = deps.settings(request)
-    stored = await service.get_json(deps.aws(request), settings, deps.json_budget(request), key)
-    await _audit(request, principal, AuditAction.READ, key, stored.version_id or stored.etag)
+    keys.require_scope(principal, key, write=False)
+    stored = await service.get_json(aws, settings, budget, key)
+    await _audit(db, settings, keys, principal, AuditAction.READ, key, stored.version_id or stored.etag)
     headers = {"ETag": stored.etag}
     if if_none_match is not None and service.etag_matches(if_none_match, stored.etag):
         return Response(status_code=HTTPStatus.NOT_MODIFIED, headers=headers)
@@ -105,24 +106,26 @@ async def get_object(
     description="The patch's objects merge into the stored object, `null` removes a member, anything "
     "else replaces. Safe under concurrent writers. Send `If-Match: <ETag>` to update only the version "
     "you read (412 otherwise). Keys under `users/` also need `users:write`.",
-    dependencies=[Depends(require_json)],
     response_class=JsonBytes,
     responses=problem_responses(400, 404, 409, 412, 413, 415, 422, 502, 503),
 )
 async def merge_object(
+    principal: Writer,
+    _json: JsonBody,
     key: str,
     patch: Annotated[FiniteJson, Body(media_type="application/merge-patch+json")],
-    request: Request,
-    principal: Writer,
+    aws: Aws,
+    settings: AppSettings,
+    budget: JsonBudget,
+    db: Db,
+    keys: Keys,
     if_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     key = validate_key(key)
-    users.require_key_scope(principal, key, write=True)
-    merged, result = await service.merge(
-        deps.aws(request), deps.settings(request), deps.json_budget(request), key, patch, if_match
-    )
+    keys.require_scope(principal, key, write=True)
+    merged, result = await service.merge(aws, settings, budget, key, patch, if_match)
     written = result.written
-    await _audit(request, principal, AuditAction.UPDATE, key, written.version_id or written.etag)
+    await _audit(db, settings, keys, principal, AuditAction.UPDATE, key, written.version_id or written.etag)
     return JsonBytes(
         merged, headers={"ETag": written.etag, NOTIFICATION_HEADER: str(result.notified).lower()}
     )
@@ -140,16 +143,20 @@ async def merge_object(
     responses=problem_responses(400, 409, 413, 415, 422, 502, 503),
 )
 async def upload(
-    request: Request,
     principal: Writer,
+    request: Request,
+    aws: Aws,
+    settings: AppSettings,
+    db: Db,
+    keys: Keys,
     overwrite: Annotated[bool, Query(description="replace an existing object")] = False,
 ) -> UploadResponse:
-    aws, settings = deps.aws(request), deps.settings(request)
+    """The body is read here, as it streams (multipart files go to S3 part by part), not by FastAPI."""
     content_type = request.headers.get("content-type", "")
     boundary = boundary_of(content_type)
     if boundary is not None:
         key, result = await _upload_multipart(
-            request, aws, settings, principal, boundary, overwrite=overwrite
+            request, aws, settings, keys, principal, boundary, overwrite=overwrite
         )
     else:
         await require_json(request)
@@ -161,11 +168,11 @@ async def upload(
                 [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
             ) from None
         key = validate_key(parsed.key, "body")
-        users.require_key_scope(principal, key, write=True)
+        keys.require_scope(principal, key, write=True)
         result = await service.upload_content(aws, settings, key, parsed.content, overwrite=overwrite)
     written = result.written
     action = AuditAction.UPDATE if overwrite else AuditAction.CREATE
-    await _audit(request, principal, action, key, written.version_id or written.etag)
+    await _audit(db, settings, keys, principal, action, key, written.version_id or written.etag)
     return UploadResponse(
         bucket=settings.s3_bucket_name,
         key=key,
@@ -177,13 +184,21 @@ async def upload(
     )
 
 
-async def _audit(request: Request, principal: Principal, action: AuditAction, key: str, version: str) -> None:
+async def _audit(
+    db: Database,
+    settings: Settings,
+    keys: KeyPolicy,
+    principal: Principal,
+    action: AuditAction,
+    key: str,
+    version: str,
+) -> None:
     """The audit row of a financial or health file read or written through /s3 (after the S3 call: a read
-    is answered only once its row is committed)."""
-    if users.is_audited_key(key):
-        async with transaction(deps.pool(request)) as conn:
-            obj = AuditedObject(deps.settings(request).s3_bucket_name, key, version)
-            await users.audit_object(conn, principal, action, obj)
+    is answered only once its row is committed, and no connection waits on S3)."""
+    if keys.audited(key):
+        async with db.transaction(REQUEST_WAIT_SECONDS) as conn:
+            obj = AuditedObject(settings.s3_bucket_name, key, version)
+            await keys.audit(conn, principal, action, obj)
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:
@@ -199,6 +214,7 @@ async def _upload_multipart(
     request: Request,
     aws: AwsClients,
     settings: Settings,
+    keys: KeyPolicy,
     principal: Principal,
     boundary: bytes,
     *,
@@ -208,7 +224,7 @@ async def _upload_multipart(
 
     async def on_file(filename: str | None, fields: dict[str, str]) -> Any:
         key = validate_key(fields.get("key") or filename or "", "body")
-        users.require_key_scope(principal, key, write=True)
+        keys.require_scope(principal, key, write=True)
         stream = await service.start_stream(aws, settings, key, overwrite=overwrite)
         target.update(key=key, stream=stream)
         return stream.write

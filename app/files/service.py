@@ -14,12 +14,12 @@ from app.core.aws import AwsClients
 from app.core.config import Settings
 from app.core.errors import Conflict, DomainError
 from app.files import storage
+from app.files.announce import notify_change
 from app.files.budget import ByteBudget
 from app.files.keys import GZIP_SUFFIX, content_type_for, file_kind
 from app.files.merge import MAX_PATCH_DEPTH, depth, merge_patch
 from app.files.storage import StoredJson, Written
-from app.notifications.events import EVENT_UPDATED, EVENT_UPLOADED
-from app.notifications.publisher import notify_change
+from app.messages import EVENT_UPDATED, EVENT_UPLOADED
 
 MAX_MERGE_ATTEMPTS = 8  # lost races retried before giving up with 409
 GZIP_MAGIC = b"\x1f\x8b"

@@ -3,13 +3,22 @@
 import codecs
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING
 
 import orjson
 from botocore.exceptions import ClientError
 
 from app.core import aws
 from app.core.errors import DomainError, NotFound
+
+if TYPE_CHECKING:  # the stub packages are dev dependencies, absent from the runtime image
+    from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_s3.type_defs import (
+        CompletedPartTypeDef,
+        CompleteMultipartUploadRequestTypeDef,
+        GetObjectOutputTypeDef,
+        PutObjectRequestTypeDef,
+    )
 
 S3_MIN_PART_BYTES = 5 * 1024 * 1024  # API limit: every part but the last is at least 5 MiB
 UPLOAD_PART_BYTES = S3_MIN_PART_BYTES  # what one upload holds in memory; files of up to ~48 GiB
@@ -74,7 +83,7 @@ class Written:
 class OpenedObject:
     """A GET whose headers have arrived; its body is read (or the connection released) inside `async with`."""
 
-    def __init__(self, response: Any) -> None:
+    def __init__(self, response: "GetObjectOutputTypeDef") -> None:
         self._response = response
         self.size: int = response["ContentLength"]
         self.etag: str = response["ETag"]
@@ -91,7 +100,7 @@ class OpenedObject:
         self._response["Body"].close()
 
 
-async def open_object(s3: Any, bucket: str, key: str, max_bytes: int) -> OpenedObject:
+async def open_object(s3: "S3Client", bucket: str, key: str, max_bytes: int) -> OpenedObject:
     """Start reading `key`: ObjectNotFound, or ObjectTooLarge before any byte of the body is read."""
     try:
         response = await s3.get_object(Bucket=bucket, Key=key)
@@ -106,7 +115,7 @@ async def open_object(s3: Any, bucket: str, key: str, max_bytes: int) -> OpenedO
     return opened
 
 
-def parse_json(data: bytes, key: str) -> Any:
+def parse_json(data: bytes, key: str) -> object:
     """The document, parsed strictly: RFC 8259 JSON in UTF-8, so NaN, Infinity and other encodings are
     NotJson (a stored `NaN` would otherwise be read, then fail to serialize in the response)."""
     try:
@@ -121,7 +130,7 @@ def json_body(data: bytes) -> bytes:
 
 
 async def put_bytes(
-    s3: Any,
+    s3: "S3Client",
     bucket: str,
     key: str,
     data: bytes,
@@ -131,15 +140,18 @@ async def put_bytes(
     if_none_match: bool = False,
 ) -> Written:
     """One PutObject; `if_match` / `if_none_match` make it conditional (ObjectChanged / ObjectExists)."""
-    conditions: dict[str, str] = {}
+    request: PutObjectRequestTypeDef = {
+        "Bucket": bucket,
+        "Key": key,
+        "Body": data,
+        "ContentType": content_type,
+    }
     if if_match is not None:
-        conditions["IfMatch"] = if_match
+        request["IfMatch"] = if_match
     if if_none_match:
-        conditions["IfNoneMatch"] = "*"
+        request["IfNoneMatch"] = "*"
     try:
-        response = await s3.put_object(
-            Bucket=bucket, Key=key, Body=data, ContentType=content_type, **conditions
-        )
+        response = await s3.put_object(**request)
     except ClientError as exc:
         code = aws.error_code(exc)
         if code in _PRECONDITION | _CONFLICT and if_none_match:
@@ -152,7 +164,7 @@ async def put_bytes(
     return Written(response["ETag"], response.get("VersionId"), len(data))
 
 
-async def exists(s3: Any, bucket: str, key: str) -> bool:
+async def exists(s3: "S3Client", bucket: str, key: str) -> bool:
     try:
         await s3.head_object(Bucket=bucket, Key=key)
     except ClientError as exc:
@@ -170,7 +182,7 @@ class StreamingUpload:
     """
 
     def __init__(
-        self, s3: Any, bucket: str, key: str, content_type: str, *, overwrite: bool, max_bytes: int
+        self, s3: "S3Client", bucket: str, key: str, content_type: str, *, overwrite: bool, max_bytes: int
     ) -> None:
         self._s3 = s3
         self._bucket = bucket
@@ -182,7 +194,7 @@ class StreamingUpload:
         self._buffered = 0
         self._size = 0
         self._upload_id: str | None = None
-        self._parts: list[dict[str, Any]] = []
+        self._parts: list[CompletedPartTypeDef] = []
         self.head = b""  # the first bytes, to check a file's magic number
 
     @property
@@ -212,15 +224,16 @@ class StreamingUpload:
             )
         if self._buffered:
             await self._upload_part(self._take_buffer())
-        conditions = {} if self._overwrite else {"IfNoneMatch": "*"}
+        request: CompleteMultipartUploadRequestTypeDef = {
+            "Bucket": self._bucket,
+            "Key": self._key,
+            "UploadId": self._upload_id,
+            "MultipartUpload": {"Parts": self._parts},
+        }
+        if not self._overwrite:
+            request["IfNoneMatch"] = "*"
         try:
-            response = await self._s3.complete_multipart_upload(
-                Bucket=self._bucket,
-                Key=self._key,
-                UploadId=self._upload_id,
-                MultipartUpload={"Parts": self._parts},
-                **conditions,
-            )
+            response = await self._s3.complete_multipart_upload(**request)
         except ClientError as exc:
             await self.abort()
             if aws.error_code(exc) in _PRECONDITION | _CONFLICT:

@@ -13,7 +13,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client import Counter, Gauge
 
 from app.core.config import Settings
-from app.ingestion.dispatcher import DEAD_LETTER_REASON, Dispatcher, Verdict
+from app.ingestion.dispatcher import Dispatcher, Verdict
+from app.messages import DEAD_LETTER_REASON, SOURCE_MESSAGE_ID, string_attributes
 
 logger = logging.getLogger(__name__)
 
@@ -271,13 +272,12 @@ class Consumer:
             await self._sqs.send_message(
                 QueueUrl=dlq,
                 MessageBody=message.get("Body", ""),
-                MessageAttributes={
-                    DEAD_LETTER_REASON: {
-                        "DataType": "String",
-                        "StringValue": reason[:SQS_ATTRIBUTE_MAX_CHARS],
-                    },
-                    "source_message_id": {"DataType": "String", "StringValue": message.get("MessageId", "-")},
-                },
+                MessageAttributes=string_attributes(
+                    **{
+                        DEAD_LETTER_REASON: reason[:SQS_ATTRIBUTE_MAX_CHARS],
+                        SOURCE_MESSAGE_ID: message.get("MessageId", "-"),
+                    }
+                ),
             )
         except (ClientError, BotoCoreError) as exc:
             logger.warning("dead-lettering failed; will retry", extra={"error_type": type(exc).__name__})

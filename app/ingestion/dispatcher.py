@@ -21,17 +21,17 @@ from app.ingestion.envelopes import (
     IgnoredEvent,
     TestEvent,
     Unrecognized,
-    UserRecordsMessage,
     classify,
 )
-from app.ingestion.loader import Ingestor, Transient
-from app.ingestion.service import BackgroundLoads, LoadsFull
+from app.ingestion.ingestor import Ingestor
+from app.ingestion.operations import BackgroundLoads, LoadsFull
+from app.ingestion.outcomes import Transient
+from app.messages import UserRecordsMessage
 from app.users.files import as_of, record_time, user_file_key
 from app.users.schemas import RecordType
 
 logger = logging.getLogger(__name__)
 
-DEAD_LETTER_REASON = "dead_letter_reason"  # message attribute carrying why a message was dead-lettered
 USER_FILE_MAX_BYTES = 1_048_576  # what one SQS message can hold: a larger file is no snapshot of ours
 USER_FILE_WRITE_ATTEMPTS = 5  # conditional writes that lost a race, tried again
 

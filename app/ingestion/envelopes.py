@@ -4,16 +4,15 @@ message; never raises, and a reason for not understanding one describes its shap
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import unquote_plus
 
 import orjson
 
 from app.files.keys import key_rule_broken
 from app.files.merge import depth
-from app.notifications.events import EVENT_UPDATED, EVENT_UPLOADED, SERVICE_SOURCE
-from app.users.files import USER_RECORDS_MESSAGE
-from app.users.schemas import USER_ID_PATTERN, RecordType
+from app.messages import FILE_EVENTS, RECORD_TYPES, SERVICE_SOURCE, USER_RECORDS, UserRecordsMessage
+from app.users.schemas import USER_ID_PATTERN
 
 logger = logging.getLogger(__name__)
 
@@ -26,8 +25,6 @@ _BUCKET_NAME = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
 RECORD_MAX_DEPTH = 8
 # Tuples, not sets: membership is tested on values from the body, which may be unhashable lists.
 SNS_TYPES = ("Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation")
-FILE_EVENTS = (EVENT_UPLOADED, EVENT_UPDATED)
-RECORD_TYPES = tuple(kind.value for kind in RecordType)
 
 _USER_ID = re.compile(USER_ID_PATTERN)
 
@@ -65,15 +62,6 @@ class IgnoredEvent:
     """Understood, with nothing to ingest: acknowledged and logged."""
 
     reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class UserRecordsMessage:
-    """From POST /users/sqs/send: `record` is written to users/{data_type}/{user_id}.json."""
-
-    data_type: str  # a RecordType value
-    user_id: str  # matches USER_ID_PATTERN
-    record: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +114,7 @@ def _classify(body: str) -> Message:
     return message
 
 
-def _parse(text: str) -> Any:
+def _parse(text: str) -> object:
     try:
         return orjson.loads(text)
     except (ValueError, RecursionError):
@@ -135,7 +123,7 @@ def _parse(text: str) -> Any:
         raise _Malformed("not JSON (malformed, or nested too deeply)") from None
 
 
-def _json_type(value: Any) -> str:
+def _json_type(value: object) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -147,7 +135,7 @@ def _json_type(value: Any) -> str:
     return "array"
 
 
-def _from_sns(envelope: dict[str, Any]) -> Message:
+def _from_sns(envelope: dict[str, object]) -> Message:
     kind = envelope["Type"]
     if kind != "Notification":
         # AWS confirms SQS subscriptions itself: a confirmation on the queue needs nothing from us.
@@ -169,7 +157,7 @@ def _from_sns(envelope: dict[str, Any]) -> Message:
     return custom if known is None else known
 
 
-def _from_document(document: dict[str, Any], *, via_sns: bool) -> Message | None:
+def _from_document(document: dict[str, object], *, via_sns: bool) -> Message | None:
     """The message a JSON object is, or None when it has none of the known shapes."""
     if "Records" in document:
         return _s3_event(document["Records"], via_sns=via_sns)
@@ -184,7 +172,7 @@ def _from_document(document: dict[str, Any], *, via_sns: bool) -> Message | None
     return None
 
 
-def _s3_event(records: Any, *, via_sns: bool) -> Message:
+def _s3_event(records: object, *, via_sns: bool) -> Message:
     """ObjectCreated records are ingested and others skipped; one malformed record rejects the whole message,
     because acknowledging the rest would silently drop it, while the DLQ keeps the batch for a replay."""
     if not isinstance(records, list) or not records:
@@ -215,7 +203,7 @@ def _s3_event(records: Any, *, via_sns: bool) -> Message:
     return FileEvents(tuple(created), "s3", via_sns)
 
 
-def _eventbridge_event(document: dict[str, Any], *, via_sns: bool) -> Message:
+def _eventbridge_event(document: dict[str, object], *, via_sns: bool) -> Message:
     where = "EventBridge event"
     if document.get("source") != "aws.s3":
         raise _Malformed(f"{where} whose source is not aws.s3")
@@ -238,7 +226,7 @@ def _eventbridge_event(document: dict[str, Any], *, via_sns: bool) -> Message:
     return FileEvents((ref,), "eventbridge", via_sns)
 
 
-def _service_notification(document: dict[str, Any], *, via_sns: bool) -> Message:
+def _service_notification(document: dict[str, object], *, via_sns: bool) -> Message:
     if document.get("event") not in FILE_EVENTS:
         return IgnoredEvent("service notification of an event other than object.uploaded or object.updated")
     ref = _object_ref(
@@ -253,16 +241,16 @@ def _service_notification(document: dict[str, Any], *, via_sns: bool) -> Message
     return FileEvents((ref,), "service", via_sns)
 
 
-def _test_event(document: dict[str, Any]) -> Message:
+def _test_event(document: dict[str, object]) -> Message:
     if document.get("Event") != "s3:TestEvent":
         raise _Malformed("Amazon S3 message whose Event is not s3:TestEvent")
     bucket = document.get("Bucket")
     return TestEvent(bucket if isinstance(bucket, str) and bucket else None)
 
 
-def _user_records(document: dict[str, Any], *, via_sns: bool) -> Message:
+def _user_records(document: dict[str, object], *, via_sns: bool) -> Message:
     where = "user_records message"
-    if document["message_type"] != USER_RECORDS_MESSAGE:
+    if document["message_type"] != USER_RECORDS:
         raise _Malformed("message_type is not user_records")
     if via_sns:
         # /users/sqs/send puts them on the queue itself; through a topic, anyone allowed to publish there
@@ -282,7 +270,7 @@ def _user_records(document: dict[str, Any], *, via_sns: bool) -> Message:
     return UserRecordsMessage(data_type, user_id, record)
 
 
-def _object(parent: dict[str, Any], name: str, where: str) -> dict[str, Any]:
+def _object(parent: dict[str, object], name: str, where: str) -> dict[str, object]:
     value = parent.get(name)
     if not isinstance(value, dict):
         raise _Malformed(f"{where} whose {name} is not an object")
@@ -290,7 +278,14 @@ def _object(parent: dict[str, Any], name: str, where: str) -> dict[str, Any]:
 
 
 def _object_ref(
-    *, bucket: Any, key: Any, version_id: Any, etag: Any, size: Any, where: str, url_encoded_key: bool
+    *,
+    bucket: object,
+    key: object,
+    version_id: object,
+    etag: object,
+    size: object,
+    where: str,
+    url_encoded_key: bool,
 ) -> ObjectRef:
     """`url_encoded_key`: S3 event notifications encode keys ("red flower.jpg" arrives as "red+flower.jpg");
     EventBridge and the service's own notifications send them as they are."""
@@ -327,5 +322,5 @@ def _unquoted(etag: str | None) -> str | None:
     return bare or None
 
 
-def _str_or_none(value: Any) -> str | None:
+def _str_or_none(value: object) -> str | None:
     return value if isinstance(value, str) else None

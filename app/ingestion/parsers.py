@@ -7,7 +7,7 @@ import hashlib
 import io
 import re
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator
 from dataclasses import dataclass
 from enum import StrEnum
 from itertools import accumulate, count
@@ -85,7 +85,7 @@ class ByteSource(Protocol):
     async def read(self, n: int = -1) -> bytes: ...
 
 
-def _record(index: int, line: int, data: Any, where: str) -> Record:
+def _record(index: int, line: int, data: object, where: str) -> Record:
     if not isinstance(data, dict):
         return Record(index, line, None, None, None, f"{where} {line}: not a JSON object")
     try:
@@ -273,7 +273,7 @@ class RecordStream:
 
     # JSON: an array of objects or one object, parsed by ijson (yajl) as the pieces arrive.
 
-    async def _json_values(self) -> AsyncIterator[list[Any]]:
+    async def _json_values(self) -> AsyncIterator[list[object]]:
         """The array's items (or the single object) completed by each piece. The list is reused: it is
         cleared when the consumer asks for the next one."""
         pieces = self._text()
@@ -284,8 +284,11 @@ class RecordStream:
                 break
         if first[:1] not in (b"[", b"{"):
             raise ParseError("parse_error", NOT_RECORDS)
-        found = ijson.sendable_list()
-        parser = ijson.items_coro(found, "item" if first[:1] == b"[" else "", use_float=True)
+        found: list[object] = ijson.sendable_list()
+        # ijson is untyped (pyproject.toml): its coroutine takes the document's bytes through send().
+        parser: Generator[None, bytes, None] = ijson.items_coro(
+            found, "item" if first[:1] == b"[" else "", use_float=True
+        )
         guard = _DepthGuard()
         taken = 0  # items yielded before `found`
         carry = b""  # an incomplete UTF-8 sequence at the end of the previous piece

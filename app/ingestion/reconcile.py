@@ -12,19 +12,21 @@ from collections import Counter as Tally
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-import asyncpg
 from aiohttp import ClientError as HttpError
 from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client import Counter
 
-from app.core import aws, db
+from app.core import aws
 from app.core.config import Settings
+from app.core.db import REQUEST_WAIT_SECONDS, Database
 from app.core.jobs import BackgroundJob
 from app.files.keys import key_rule_broken
+from app.ingestion import repository
 from app.ingestion.envelopes import ObjectRef
-from app.ingestion.loader import Ingestor, Transient
+from app.ingestion.ingestor import Ingestor
+from app.ingestion.outcomes import Transient
+from app.ingestion.source import S3ClientFor
 
 logger = logging.getLogger(__name__)
 
@@ -53,13 +55,9 @@ class SweepBusy(Exception):
 
 class Reconciler:
     def __init__(
-        self,
-        pool: asyncpg.Pool,
-        ingestor: Ingestor,
-        s3_for: Callable[[str], Any],
-        settings: Settings,
+        self, database: Database, ingestor: Ingestor, s3_for: S3ClientFor, settings: Settings
     ) -> None:
-        self._pool = pool
+        self._db = database
         self._ingestor = ingestor
         self._s3_for = s3_for
         self._settings = settings
@@ -80,7 +78,7 @@ class Reconciler:
         age = settings.reconcile_min_age_seconds if min_age_seconds is None else min_age_seconds
         cutoff = datetime.now(UTC) - timedelta(seconds=age)
         result = SweepResult()
-        async with db.exclusive(self._pool, RECONCILE_LOCK_KEY) as mine:
+        async with self._db.exclusive(RECONCILE_LOCK_KEY) as mine:
             if not mine:
                 raise SweepBusy
             for bucket, prefix in sources or settings.reconcile_sources:
@@ -135,23 +133,11 @@ class Reconciler:
     async def _unseen(self, bucket: str, refs: list[ObjectRef]) -> list[ObjectRef]:
         if not refs:
             return []
-        async with self._pool.acquire(timeout=db.POOL_ACQUIRE_TIMEOUT_SECONDS) as conn:
-            unseen = await conn.fetch(
-                """
-                SELECT t.position
-                FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS t(key, version, position)
-                WHERE NOT EXISTS (
-                    SELECT 1 FROM file_processing_log AS log
-                    WHERE log.bucket = $1 AND log.key = t.key AND log.object_version = t.version
-                      AND log.status <> 'pending'
-                )
-                ORDER BY t.position
-                """,
-                bucket,
-                [ref.key for ref in refs],
-                [ref.version_id or ref.etag or "" for ref in refs],
+        async with self._db.acquire(REQUEST_WAIT_SECONDS) as conn:
+            positions = await repository.unseen_versions(
+                conn, bucket, [(ref.key, ref.version_id or ref.etag or "") for ref in refs]
             )
-        return [refs[row["position"] - 1] for row in unseen]
+        return [refs[position] for position in positions]
 
 
 def _is_transient_listing_failure(exc: Exception) -> bool:

@@ -9,21 +9,22 @@ when it comes back.
 """
 
 import html
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
-import asyncpg
-
-from app.core import db
 from app.core.config import Settings
+from app.core.db import REQUEST_WAIT_SECONDS, Database
 from app.core.jobs import BackgroundJob
 from app.ingestion import repository
 from app.ingestion.schemas import DailyReport
-from app.notifications.events import EVENT_DAILY_REPORT, SERVICE_SOURCE
+from app.messages import DailyReportNotification
+
+if TYPE_CHECKING:  # the stub packages are dev dependencies, absent from the runtime image
+    from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_sns import SNSClient
 
 logger = logging.getLogger(__name__)
 
@@ -122,9 +123,11 @@ td {{ text-align: right; font-variant-numeric: tabular-nums; }}
 """
 
 
-async def publish(pool: asyncpg.Pool, s3: Any, sns: Any, settings: Settings, day: date) -> PublishedReport:
+async def publish(
+    database: Database, s3: "S3Client", sns: "SNSClient", settings: Settings, day: date
+) -> PublishedReport:
     """Write the day's report to S3 (JSON + HTML), announce it on SNS, and record that it was written."""
-    async with pool.acquire(timeout=db.POOL_ACQUIRE_TIMEOUT_SECONDS) as conn:
+    async with database.acquire(REQUEST_WAIT_SECONDS) as conn:
         report = await repository.daily_report(conn, day)
     json_key, html_key = report_keys(day)
     bucket = settings.s3_bucket_name
@@ -137,29 +140,23 @@ async def publish(pool: asyncpg.Pool, s3: Any, sns: Any, settings: Settings, day
     await s3.put_object(
         Bucket=bucket, Key=html_key, Body=render_html(report).encode(), ContentType="text/html; charset=utf-8"
     )
-    summary = {
-        "source": SERVICE_SOURCE,
-        "event": EVENT_DAILY_REPORT,
-        "date": day.isoformat(),
-        "bucket": bucket,
-        "json_key": json_key,
-        "html_key": html_key,
-        "files": report.files,
-        "files_by_status": report.files_by_status,
-        "rows_inserted": report.rows_inserted,
-        "failures_by_error_code": report.failures_by_error_code,
-    }
+    summary = DailyReportNotification(
+        date=day.isoformat(),
+        bucket=bucket,
+        json_key=json_key,
+        html_key=html_key,
+        files=report.files,
+        files_by_status=report.files_by_status,
+        rows_inserted=report.rows_inserted,
+        failures_by_error_code=report.failures_by_error_code,
+    )
     response = await sns.publish(
         TopicArn=settings.sns_topic_arn,
-        Subject=f"Ingestion report {day.isoformat()}",
-        Message=json.dumps(summary),
-        MessageAttributes={
-            "source": {"DataType": "String", "StringValue": SERVICE_SOURCE},
-            "event": {"DataType": "String", "StringValue": EVENT_DAILY_REPORT},
-            "bucket": {"DataType": "String", "StringValue": bucket},
-        },
+        Subject=summary.subject(),
+        Message=summary.body(),
+        MessageAttributes=summary.attributes(),
     )
-    async with pool.acquire(timeout=db.POOL_ACQUIRE_TIMEOUT_SECONDS) as conn:
+    async with database.acquire(REQUEST_WAIT_SECONDS) as conn:
         await repository.record_report(
             conn, day, json_key=json_key, html_key=html_key, message_id=response["MessageId"]
         )
@@ -175,16 +172,16 @@ class DailyReportJob(BackgroundJob):
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
-        s3: Any,
-        sns: Any,
+        database: Database,
+        s3: "S3Client",
+        sns: "SNSClient",
         settings: Settings,
         at: time,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         super().__init__()
-        self._pool = pool
+        self._db = database
         self._s3 = s3
         self._sns = sns
         self._settings = settings
@@ -194,13 +191,13 @@ class DailyReportJob(BackgroundJob):
     async def run_due(self) -> PublishedReport | None:
         """Write the due day's report unless it exists or another replica is writing it right now."""
         day = due_day(self._clock(), self._at)
-        async with db.exclusive(self._pool, REPORT_LOCK_KEY) as mine:
+        async with self._db.exclusive(REPORT_LOCK_KEY) as mine:
             if not mine:
                 return None
-            async with self._pool.acquire(timeout=db.POOL_ACQUIRE_TIMEOUT_SECONDS) as conn:
+            async with self._db.acquire(REQUEST_WAIT_SECONDS) as conn:
                 if await repository.report_recorded(conn, day):
                     return None
-            return await publish(self._pool, self._s3, self._sns, self._settings, day)
+            return await publish(self._db, self._s3, self._sns, self._settings, day)
 
     async def turn(self) -> float:
         await self.run_due()

@@ -3,6 +3,9 @@
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import cast
+
+import asyncpg
 
 from app.core.db import Connection
 from app.ingestion.schemas import DailyReport, FileRow
@@ -220,6 +223,27 @@ async def release(conn: Connection, file_id: int, owner: str) -> None:
     )
 
 
+async def unseen_versions(conn: Connection, bucket: str, versions: list[tuple[str, str]]) -> list[int]:
+    """The positions in `versions` ((key, object version) pairs of `bucket`) that the log has not seen, or
+    has only as `pending` (a released claim that may have no message left)."""
+    rows = await conn.fetch(
+        """
+        SELECT t.position - 1 AS position
+        FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS t(key, version, position)
+        WHERE NOT EXISTS (
+            SELECT 1 FROM file_processing_log AS log
+            WHERE log.bucket = $1 AND log.key = t.key AND log.object_version = t.version
+              AND log.status <> 'pending'
+        )
+        ORDER BY t.position
+        """,
+        bucket,
+        [key for key, _ in versions],
+        [version for _, version in versions],
+    )
+    return [int(row["position"]) for row in rows]
+
+
 _FILE_COLUMNS = """
     id, bucket, key, version_id, etag, sha256, size_bytes, content_type, status, attempts,
     rows_read, rows_inserted, rows_skipped, rows_rejected, error_code, error_message, trigger,
@@ -280,7 +304,7 @@ async def reopen_for_retry(conn: Connection, file_id: int) -> FileRow | None:
 async def daily_report(conn: Connection, day: date) -> DailyReport:
     """Files created on `day` (UTC): counts by status, rows, failures by code, duration percentiles."""
     window = (datetime.combine(day, time.min, UTC), datetime.combine(day, time.min, UTC) + timedelta(days=1))
-    totals = await conn.fetchrow(
+    row = await conn.fetchrow(
         """
         SELECT count(*) AS files,
                COALESCE(sum(rows_read), 0) AS rows_read,
@@ -294,6 +318,7 @@ async def daily_report(conn: Connection, day: date) -> DailyReport:
         """,
         *window,
     )
+    totals = cast(asyncpg.Record, row)  # an aggregate without GROUP BY returns one row, even over no files
     by_status = await conn.fetch(
         "SELECT status, count(*) AS n FROM file_processing_log "
         "WHERE created_at >= $1 AND created_at < $2 GROUP BY status",

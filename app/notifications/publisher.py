@@ -1,25 +1,24 @@
-"""Publishing to SNS: client messages, and the service's own change notifications."""
+"""Publishing a client's message to SNS (POST /sns/publish)."""
 
 import json
 import logging
-from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
-from asgi_correlation_id import correlation_id
-from botocore.exceptions import BotoCoreError, ClientError
-from prometheus_client import Counter
+from botocore.exceptions import ClientError
 
 from app.core import aws
 from app.core.errors import DomainError
-from app.notifications.events import SERVICE_SOURCE
 from app.notifications.schemas import SNS_MAX_MESSAGE_BYTES, AttributeValue, PublishRequest
 
+if TYPE_CHECKING:  # the stub packages are dev dependencies, absent from the runtime image
+    from types_aiobotocore_sns import SNSClient
+    from types_aiobotocore_sns.type_defs import (
+        MessageAttributeValueTypeDef,
+        PublishInputTypeDef,
+        PublishResponseTypeDef,
+    )
+
 logger = logging.getLogger(__name__)
-
-
-NOTIFICATIONS = Counter(
-    "sns_change_notifications_total", "Change notifications published after writes", ["event", "outcome"]
-)
 
 
 class MessageTooLarge(DomainError):
@@ -32,7 +31,7 @@ class PublishRejected(DomainError):
     slug = "sns-rejected"
 
 
-def _attribute(value: AttributeValue) -> dict[str, str]:
+def _attribute(value: AttributeValue) -> "MessageAttributeValueTypeDef":
     if isinstance(value, list):
         return {"DataType": "String.Array", "StringValue": json.dumps(value)}
     if isinstance(value, bool | str):
@@ -40,11 +39,11 @@ def _attribute(value: AttributeValue) -> dict[str, str]:
     return {"DataType": "Number", "StringValue": repr(value)}
 
 
-async def publish(sns: Any, topic_arn: str, request: PublishRequest) -> dict[str, Any]:
+async def publish(sns: "SNSClient", topic_arn: str, request: PublishRequest) -> "PublishResponseTypeDef":
     body = request.message if isinstance(request.message, str) else json.dumps(request.message)
     if len(body.encode()) > SNS_MAX_MESSAGE_BYTES:
         raise MessageTooLarge(f"The message exceeds SNS's {SNS_MAX_MESSAGE_BYTES} bytes.")
-    params: dict[str, Any] = {
+    params: PublishInputTypeDef = {
         "TopicArn": topic_arn,
         "Message": body,
         "MessageAttributes": {name: _attribute(value) for name, value in request.attributes.items()},
@@ -56,53 +55,9 @@ async def publish(sns: Any, topic_arn: str, request: PublishRequest) -> dict[str
     if request.deduplication_id:
         params["MessageDeduplicationId"] = request.deduplication_id
     try:
-        return await sns.publish(**params)  # type: ignore[no-any-return]
+        return await sns.publish(**params)
     except ClientError as exc:
         if aws.error_code(exc) in {"InvalidParameter", "InvalidParameterValue"}:
             # A FIFO id on a standard topic (or the reverse) and the like: the client's to fix.
             raise PublishRejected(f"SNS refused the message parameters ({aws.error_code(exc)}).") from None
         raise
-
-
-async def notify_change(
-    sns: Any,
-    topic_arn: str,
-    *,
-    event: str,
-    bucket: str,
-    key: str,
-    etag: str,
-    version_id: str | None,
-    size: int,
-) -> bool:
-    """Announce a write that already happened; a failure is logged and counted, never raised."""
-    message = {
-        "source": SERVICE_SOURCE,
-        "event": event,
-        "bucket": bucket,
-        "key": key,
-        "etag": etag,
-        "version_id": version_id,
-        "size": size,
-        "request_id": correlation_id.get(),
-        "time": datetime.now(UTC).isoformat(),
-    }
-    try:
-        await sns.publish(
-            TopicArn=topic_arn,
-            Message=json.dumps(message),
-            MessageAttributes={
-                "source": {"DataType": "String", "StringValue": SERVICE_SOURCE},
-                "event": {"DataType": "String", "StringValue": event},
-                "bucket": {"DataType": "String", "StringValue": bucket},
-            },
-        )
-    except (ClientError, BotoCoreError) as exc:
-        NOTIFICATIONS.labels(event, "failed").inc()
-        logger.error(
-            "change notification not published",
-            extra={"event": event, "bucket": bucket, "key": key, "error_type": type(exc).__name__},
-        )
-        return False
-    NOTIFICATIONS.labels(event, "published").inc()
-    return True

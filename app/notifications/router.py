@@ -3,19 +3,17 @@
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 
-from app.core import deps
+from app.core.deps import AppSettings, Aws
 from app.core.errors import problem_responses
-from app.core.http import require_json
-from app.core.security import Principal, RequireScope, ScopeFirstRoute
+from app.core.http import JsonBody
+from app.core.security import Principal, requires
 from app.ingestion.envelopes import Unrecognized, classify
 from app.notifications import publisher
 from app.notifications.schemas import PublishRequest, PublishResponse
 
-router = APIRouter(
-    prefix="/sns", tags=["sns"], responses=problem_responses(401, 403), route_class=ScopeFirstRoute
-)
+router = APIRouter(prefix="/sns", tags=["sns"], responses=problem_responses(401, 403))
 
 
 @router.post(
@@ -23,13 +21,14 @@ router = APIRouter(
     status_code=202,
     response_model=PublishResponse,
     summary="Publish a message (string or JSON) to the SNS topic",
-    dependencies=[Depends(require_json)],
     responses=problem_responses(400, 413, 415, 422, 502, 503),
 )
 async def publish(
+    _: Annotated[Principal, requires("sns:publish")],
+    _json: JsonBody,
     body: PublishRequest,
-    request: Request,
-    _: Annotated[Principal, Depends(RequireScope("sns:publish"))],
+    aws: Aws,
+    settings: AppSettings,
 ) -> Any:
     text = body.message if isinstance(body.message, str) else json.dumps(body.message)
     if not isinstance(classify(text), Unrecognized):
@@ -40,5 +39,5 @@ async def publish(
             "notification or user records); publish a different shape.",
             field="message",
         )
-    result = await publisher.publish(deps.aws(request).sns, deps.settings(request).sns_topic_arn, body)
+    result = await publisher.publish(aws.sns, settings.sns_topic_arn, body)
     return PublishResponse(message_id=result["MessageId"], sequence_number=result.get("SequenceNumber"))

@@ -6,11 +6,12 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
-from typing import Any
+from typing import Annotated, Any, Protocol, cast
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
+from app.core.deps import AppSettings, Aws, Db
 from app.core.errors import problem
 
 logger = logging.getLogger(__name__)
@@ -21,11 +22,18 @@ READY_CACHE_SECONDS = 1.0  # /ready is public: however often it is hit, the chec
 READY_CHECKS = Counter("ready_checks_total", "Rounds of /ready's database, S3 and SQS checks actually run")
 
 
+class Polling(Protocol):
+    def healthy(self) -> bool:
+        """Whether it polled recently (or is busy with as much work as it takes)."""
+        ...
+
+
 class Readiness:
     """The last round of dependency checks, reused for READY_CACHE_SECONDS; one round runs at a time, and
-    requests arriving meanwhile get its result."""
+    requests arriving meanwhile get its result. The consumer's health (no I/O) is looked at every time."""
 
-    def __init__(self) -> None:
+    def __init__(self, consumer: Polling | None) -> None:
+        self.consumer = consumer
         self._lock = asyncio.Lock()
         self._checked_at = -math.inf
         self._results: dict[str, str] = {}
@@ -37,6 +45,18 @@ class Readiness:
                 self._results = await run()
                 self._checked_at = time.monotonic()
             return self._results
+
+
+class _OpsResources(Protocol):
+    @property
+    def readiness(self) -> Readiness: ...
+
+
+async def get_readiness(request: Request) -> Readiness:
+    return cast(_OpsResources, request.app.state.resources).readiness
+
+
+ReadinessDep = Annotated[Readiness, Depends(get_readiness)]
 
 
 @router.get("/health", summary="Liveness: the process answers; touches nothing external")
@@ -59,19 +79,17 @@ async def _check(name: str, probe: Awaitable[Any], limit_seconds: float) -> tupl
     summary="Readiness: database, S3 and SQS answer, and the consumer polls",
     responses={503: {"description": "A dependency is not ready; `checks` says which"}},
 )
-async def ready(request: Request) -> Any:
-    state = request.app.state
-    settings = state.settings
+async def ready(db: Db, aws: Aws, settings: AppSettings, readiness: ReadinessDep) -> Any:
     timeout = settings.ready_check_timeout_seconds
 
     async def run() -> dict[str, str]:
         return dict(
             await asyncio.gather(
-                _check("database", state.pool.fetchval("SELECT 1"), timeout),
-                _check("s3", state.aws.s3.head_bucket(Bucket=settings.s3_bucket_name), timeout),
+                _check("database", db.ping(), timeout),
+                _check("s3", aws.s3.head_bucket(Bucket=settings.s3_bucket_name), timeout),
                 _check(
                     "sqs",
-                    state.aws.sqs.get_queue_attributes(
+                    aws.sqs.get_queue_attributes(
                         QueueUrl=str(settings.sqs_queue_url), AttributeNames=["QueueArn"]
                     ),
                     timeout,
@@ -79,9 +97,9 @@ async def ready(request: Request) -> Any:
             )
         )
 
-    results = {**await state.readiness.results(run)}
-    if state.consumer is not None:
-        results["consumer"] = "ok" if state.consumer.healthy() else "failed: not polling"
+    results = {**await readiness.results(run)}
+    if readiness.consumer is not None:
+        results["consumer"] = "ok" if readiness.consumer.healthy() else "failed: not polling"
     if all(result == "ok" for result in results.values()):
         return {"status": "ready", "checks": results}
     failed = ", ".join(name for name, result in results.items() if result != "ok")

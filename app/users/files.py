@@ -3,12 +3,10 @@ are ingested into the users_* tables, and when the data a file's record holds is
 
 import re
 from datetime import datetime, timedelta
-from typing import Any
 
 from app.users.schemas import USER_ID_PATTERN, RecordType
 
 USERS_PREFIX = "users/"
-USER_RECORDS_MESSAGE = "user_records"  # message_type the consumer writes to users/{type}/{user_id}.json
 LAST_MODIFIED_RESOLUTION = timedelta(seconds=1)  # S3 reports Last-Modified in whole seconds
 _USER_FILE = re.compile(rf"^users/(personal|financial|health)/({USER_ID_PATTERN[1:-1]})\.json$")
 
@@ -49,7 +47,7 @@ def as_of(record_time: datetime | None, last_modified: datetime) -> datetime:
     return min(record_time, last_modified + LAST_MODIFIED_RESOLUTION)
 
 
-def record_time(value: Any) -> datetime | None:
+def record_time(value: object) -> datetime | None:
     """A record's `updated_at` as an aware time; None when it is missing or not one."""
     if not isinstance(value, str):
         return None

@@ -1,10 +1,11 @@
 """All SQL for the users_personal, users_financial and users_health tables."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel
+import asyncpg
 
 from app.core.db import Connection
 from app.users.schemas import (
@@ -14,12 +15,14 @@ from app.users.schemas import (
     RecordType,
 )
 
+ReadModel = PersonalRead | FinancialRead | HealthRead
+
 
 @dataclass(frozen=True, slots=True)
 class _Table:
     name: str
     columns: tuple[str, ...]  # writable columns, after user_id
-    read_model: type[BaseModel]
+    read_model: type[ReadModel]
 
     @property
     def returning(self) -> str:
@@ -46,11 +49,13 @@ TABLES: dict[RecordType, _Table] = {
 }
 
 
-def _model(table: _Table, row: Any) -> Any:
+def _model(table: _Table, row: asyncpg.Record | None) -> ReadModel | None:
     return table.read_model.model_validate(dict(row)) if row is not None else None
 
 
-async def insert(conn: Connection, kind: RecordType, user_id: str, values: dict[str, Any]) -> Any:
+async def insert(
+    conn: Connection, kind: RecordType, user_id: str, values: Mapping[str, object]
+) -> ReadModel | None:
     """Insert a record; None if the user already has one of this kind."""
     table = TABLES[kind]
     columns = ", ".join(("user_id", *table.columns))
@@ -64,7 +69,7 @@ async def insert(conn: Connection, kind: RecordType, user_id: str, values: dict[
     return _model(table, row)
 
 
-async def get(conn: Connection, kind: RecordType, user_id: str) -> Any:
+async def get(conn: Connection, kind: RecordType, user_id: str) -> ReadModel | None:
     table = TABLES[kind]
     row = await conn.fetchrow(
         f"SELECT {table.returning} FROM {table.name} WHERE user_id = $1",  # noqa: S608
@@ -73,7 +78,9 @@ async def get(conn: Connection, kind: RecordType, user_id: str) -> Any:
     return _model(table, row)
 
 
-async def update(conn: Connection, kind: RecordType, user_id: str, changes: dict[str, Any]) -> Any:
+async def update(
+    conn: Connection, kind: RecordType, user_id: str, changes: Mapping[str, object]
+) -> ReadModel | None:
     """Set only the given columns and bump updated_at; None if there is no such record."""
     table = TABLES[kind]
     unknown = changes.keys() - set(table.columns)
@@ -103,7 +110,7 @@ Upserted = Literal["create", "update", "unchanged", "stale"]
 
 
 async def upsert_as_of(
-    conn: Connection, kind: RecordType, user_id: str, values: dict[str, Any], as_of: datetime
+    conn: Connection, kind: RecordType, user_id: str, values: Mapping[str, object], as_of: datetime
 ) -> Upserted:
     """Store an ingested record whose data is as of `as_of`, unless the row holds newer data ('stale').
 

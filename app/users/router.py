@@ -1,15 +1,16 @@
 """HTTP routes for user records: one set of create/read/update/delete routes per record type."""
 
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel
 
-from app.core import deps
-from app.core.db import connection, transaction
+from app.core.db import REQUEST_WAIT_SECONDS
+from app.core.deps import AppSettings, Aws, Db, DbConn, Tx
 from app.core.errors import problem_responses
-from app.core.http import JsonBytes, require_json
-from app.core.security import Principal, RequireScope, ScopeFirstRoute
+from app.core.http import JsonBody, JsonBytes
+from app.core.security import Principal, requires
+from app.files.deps import JsonBudget
 from app.users import service
 from app.users.schemas import (
     AUDITED,
@@ -24,15 +25,14 @@ from app.users.schemas import (
     PersonalRead,
     PersonalUpdate,
     RecordType,
+    RecordUpdate,
     SendRequest,
     SendResponse,
     UserFiles,
     UserRecords,
 )
 
-router = APIRouter(
-    prefix="/users", tags=["users"], responses=problem_responses(401, 403), route_class=ScopeFirstRoute
-)
+router = APIRouter(prefix="/users", tags=["users"], responses=problem_responses(401, 403))
 
 UserIdPath = Annotated[
     str,
@@ -43,14 +43,14 @@ UserIdPath = Annotated[
         description="1-128 of A-Z a-z 0-9 . _ -",
     ),
 ]
-Reader = Annotated[Principal, Depends(RequireScope("users:read"))]
-Writer = Annotated[Principal, Depends(RequireScope("users:write"))]
+Reader = Annotated[Principal, requires("users:read")]
+Writer = Annotated[Principal, requires("users:write")]
 
 
 def _add_record_routes(
     kind: RecordType,
     create_model: type[BaseModel],
-    update_model: type[BaseModel],
+    update_model: type[RecordUpdate],
     read_model: type[BaseModel],
 ) -> None:
     @router.post(
@@ -59,54 +59,49 @@ def _add_record_routes(
         response_model=read_model,
         name=f"create_{kind}",
         summary=f"Create a user's {kind} record",
-        dependencies=[Depends(require_json)],
-        responses=problem_responses(400, 409, 413, 415, 422),
+        responses=problem_responses(400, 409, 413, 415, 422, 503),
     )
-    async def create(body: create_model, request: Request, principal: Writer) -> Any:  # type: ignore[valid-type]
-        async with transaction(deps.pool(request)) as conn:
-            return await service.create(conn, principal, kind, body)
+    async def create(principal: Writer, _json: JsonBody, body: create_model, conn: Tx) -> Any:  # type: ignore[valid-type]  # the model of this record type
+        return await service.create(conn, principal, kind, body)
 
     # An audited read and its audit row commit together; an unaudited one is a single SELECT.
-    read_connection = transaction if kind in AUDITED else connection
+    ReadConnection = Tx if kind in AUDITED else DbConn
 
     @router.get(
         f"/{{user_id}}/{kind}",
         response_model=read_model,
         name=f"get_{kind}",
         summary=f"Get a user's {kind} record",
-        responses=problem_responses(404, 422),
+        responses=problem_responses(404, 422, 503),
     )
-    async def read(user_id: UserIdPath, request: Request, principal: Reader) -> Any:
-        async with read_connection(deps.pool(request)) as conn:
-            return await service.get(conn, principal, kind, user_id)
+    async def read(principal: Reader, user_id: UserIdPath, conn: ReadConnection) -> Any:  # type: ignore[valid-type]  # Tx or DbConn
+        return await service.get(conn, principal, kind, user_id)
 
     @router.patch(
         f"/{{user_id}}/{kind}",
         response_model=read_model,
         name=f"update_{kind}",
         summary=f"Change the fields sent of a user's {kind} record",
-        dependencies=[Depends(require_json)],
-        responses=problem_responses(400, 404, 413, 415, 422),
+        responses=problem_responses(400, 404, 413, 415, 422, 503),
     )
     async def update(
-        user_id: UserIdPath,
-        body: update_model,  # type: ignore[valid-type]
-        request: Request,
         principal: Writer,
+        _json: JsonBody,
+        user_id: UserIdPath,
+        body: update_model,  # type: ignore[valid-type]  # the model of this record type
+        conn: Tx,
     ) -> Any:
-        async with transaction(deps.pool(request)) as conn:
-            return await service.update(conn, principal, kind, user_id, body.changes())
+        return await service.update(conn, principal, kind, user_id, cast(RecordUpdate, body).changes())
 
     @router.delete(
         f"/{{user_id}}/{kind}",
         status_code=204,
         name=f"delete_{kind}",
         summary=f"Delete a user's {kind} record",
-        responses=problem_responses(404, 422),
+        responses=problem_responses(404, 422, 503),
     )
-    async def delete(user_id: UserIdPath, request: Request, principal: Writer) -> Response:
-        async with transaction(deps.pool(request)) as conn:
-            await service.delete(conn, principal, kind, user_id)
+    async def delete(principal: Writer, user_id: UserIdPath, conn: Tx) -> Response:
+        await service.delete(conn, principal, kind, user_id)
         return Response(status_code=204)
 
 
@@ -118,14 +113,13 @@ def _add_file_route(kind: RecordType) -> None:
         response_class=JsonBytes,
         responses=problem_responses(404, 422, 502, 503),
     )
-    async def read_file(user_id: UserIdPath, request: Request, principal: Reader) -> JsonBytes:
-        settings = deps.settings(request)
+    async def read_file(
+        principal: Reader, user_id: UserIdPath, aws: Aws, settings: AppSettings, budget: JsonBudget, db: Db
+    ) -> JsonBytes:
         # S3 first, then the audit row in a short transaction: no connection is held while S3 answers.
-        stored = await service.read_file(
-            deps.aws(request), settings, deps.json_budget(request), kind, user_id
-        )
+        stored = await service.read_file(aws, settings, budget, kind, user_id)
         if kind in AUDITED:
-            async with transaction(deps.pool(request)) as conn:
+            async with db.transaction(REQUEST_WAIT_SECONDS) as conn:
                 await service.audit_file_reads(
                     conn, principal, settings.s3_bucket_name, user_id, {kind: stored}
                 )
@@ -146,10 +140,11 @@ for _kind in RecordType:
     summary="Read the user's three S3 files (null for a missing one)",
     responses=problem_responses(404, 422, 502, 503),
 )
-async def get_user_files(user_id: UserIdPath, request: Request, principal: Reader) -> JsonBytes:
-    settings = deps.settings(request)
-    found = await service.read_all_files(deps.aws(request), settings, deps.json_budget(request), user_id)
-    async with transaction(deps.pool(request)) as conn:
+async def get_user_files(
+    principal: Reader, user_id: UserIdPath, aws: Aws, settings: AppSettings, budget: JsonBudget, db: Db
+) -> JsonBytes:
+    found = await service.read_all_files(aws, settings, budget, user_id)
+    async with db.transaction(REQUEST_WAIT_SECONDS) as conn:
         await service.audit_file_reads(conn, principal, settings.s3_bucket_name, user_id, found)
     # The files are JSON already (checked by the read): joined as they are, not parsed and dumped again.
     parts = (
@@ -163,15 +158,15 @@ async def get_user_files(user_id: UserIdPath, request: Request, principal: Reade
     status_code=202,
     response_model=SendResponse,
     summary="Send the user's records from the database to SQS (one message per record type)",
-    dependencies=[Depends(require_json)],
     responses=problem_responses(400, 404, 413, 415, 422, 503),
 )
-async def send_to_sqs(body: SendRequest, request: Request, principal: Writer) -> SendResponse:
+async def send_to_sqs(
+    principal: Writer, _json: JsonBody, body: SendRequest, db: Db, aws: Aws, settings: AppSettings
+) -> SendResponse:
     # Read (and audit) in one transaction, commit, then send: never announce what did not commit.
-    async with transaction(deps.pool(request)) as conn:
+    async with db.transaction(REQUEST_WAIT_SECONDS) as conn:
         records = await service.read_for_sending(conn, principal, body.user_id, body.data_type)
-    queue_url = str(deps.settings(request).sqs_queue_url)
-    message_ids = await service.send_to_queue(deps.aws(request).sqs, queue_url, body.user_id, records)
+    message_ids = await service.send_to_queue(aws.sqs, str(settings.sqs_queue_url), body.user_id, records)
     return SendResponse(user_id=body.user_id, message_ids=message_ids)
 
 
@@ -179,8 +174,7 @@ async def send_to_sqs(body: SendRequest, request: Request, principal: Writer) ->
     "/{user_id}",
     response_model=UserRecords,
     summary="Get all of a user's records (null for a missing part)",
-    responses=problem_responses(404, 422),
+    responses=problem_responses(404, 422, 503),
 )
-async def get_user(user_id: UserIdPath, request: Request, principal: Reader) -> UserRecords:
-    async with transaction(deps.pool(request)) as conn:
-        return await service.get_all(conn, principal, user_id)
+async def get_user(principal: Reader, user_id: UserIdPath, conn: Tx) -> UserRecords:
+    return await service.get_all(conn, principal, user_id)

@@ -68,14 +68,14 @@ class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class _Update(_Input):
+class RecordUpdate(_Input):
     """A partial update: only the fields sent change; fields that the table requires refuse null."""
 
     _not_null: ClassVar[frozenset[str]] = frozenset()
 
     @model_validator(mode="before")
     @classmethod
-    def _check_fields(cls, data: Any) -> Any:
+    def _check_fields(cls, data: object) -> object:
         if isinstance(data, dict):
             if not data:
                 raise ValueError("send at least one field to update")
@@ -106,7 +106,7 @@ class PersonalCreate(_Input, PersonalFields):
     user_id: UserId
 
 
-class PersonalUpdate(_Update):
+class PersonalUpdate(RecordUpdate):
     _not_null = frozenset({"name", "email"})
     name: Name | None = None
     email: EmailStr | None = None
@@ -118,7 +118,7 @@ class PersonalUpdate(_Update):
 class PersonalRead(PersonalFields, _Read):
     # Stored addresses were validated on the way in (and by a CHECK): parsing each again on every read
     # was the most expensive step of GET /users/{id}/personal.
-    email: Annotated[str, Field(json_schema_extra={"format": "email"})]  # type: ignore[assignment]
+    email: Annotated[str, Field(json_schema_extra={"format": "email"})]
 
 
 class FinancialFields(BaseModel):
@@ -132,7 +132,7 @@ class FinancialCreate(_Input, FinancialFields):
     user_id: UserId
 
 
-class FinancialUpdate(_Update):
+class FinancialUpdate(RecordUpdate):
     _not_null = frozenset({"account_number"})
     account_number: AccountNumber | None = None
     credit_score: CreditScore | None = None
@@ -155,7 +155,7 @@ class HealthCreate(_Input, HealthFields):
     user_id: UserId
 
 
-class HealthUpdate(_Update):
+class HealthUpdate(RecordUpdate):
     _not_null = frozenset({"conditions", "medications", "allergies"})
     blood_type: BloodType | None = None
     conditions: HealthList | None = None

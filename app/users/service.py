@@ -1,9 +1,8 @@
 """User record operations: existence rules and the audit trail around the repository."""
 
 import asyncio
-import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asgi_correlation_id import correlation_id
 from pydantic import BaseModel
@@ -18,9 +17,9 @@ from app.core.security import Forbidden, Principal
 from app.files import service as files
 from app.files.budget import ByteBudget
 from app.files.storage import ObjectNotFound, StoredJson
+from app.messages import UserRecordsMessage
 from app.users import repository
 from app.users.files import (
-    USER_RECORDS_MESSAGE,
     USERS_PREFIX,
     is_user_key,
     record_type_of,
@@ -28,6 +27,10 @@ from app.users.files import (
     user_id_of,
 )
 from app.users.schemas import AUDITED, RecordType, SendDataType, UserRecords
+
+if TYPE_CHECKING:  # the stub packages are dev dependencies, absent from the runtime image
+    from types_aiobotocore_sqs import SQSClient
+    from types_aiobotocore_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
 
 SEND_ATTEMPTS = 3  # SendMessageBatch can fail per entry; those entries are sent again
 
@@ -104,28 +107,32 @@ async def get_all(conn: Connection, principal: Principal, user_id: str) -> UserR
     for kind, part in parts.items():
         if part is not None:
             await _audit(conn, principal, AuditAction.READ, kind, user_id)
-    return UserRecords(user_id=user_id, **{kind.value: part for kind, part in parts.items()})
+    return UserRecords.model_validate(
+        {"user_id": user_id, **{kind.value: part for kind, part in parts.items()}}
+    )
 
 
-def require_key_scope(principal: Principal, key: str, *, write: bool) -> None:
-    """Keys under users/ hold user records: the /s3 routes serve and change them only for a token that also
-    holds users:read (or users:write), or s3:* would reach what users:* guards."""
-    scope = "users:write" if write else "users:read"
-    if is_user_key(key) and scope not in principal.scopes:
-        raise Forbidden(f"Keys under {USERS_PREFIX} also need the `{scope}` scope.")
+class UserKeys:
+    """The rules of the users/ prefix, which holds user records, as the /s3 routes apply them
+    (app/files/deps.py's KeyPolicy): `s3:*` alone never reaches what `users:*` guards."""
 
+    def require_scope(self, principal: Principal, key: str, *, write: bool) -> None:
+        """Keys under users/ are served and changed only for a token that also holds users:read (or
+        users:write)."""
+        scope = "users:write" if write else "users:read"
+        if is_user_key(key) and scope not in principal.scopes:
+            raise Forbidden(f"Keys under {USERS_PREFIX} also need the `{scope}` scope.")
 
-def is_audited_key(key: str) -> bool:
-    return record_type_of(key) in AUDITED
+    def audited(self, key: str) -> bool:
+        return record_type_of(key) in AUDITED
 
-
-async def audit_object(
-    conn: Connection, principal: Principal, action: AuditAction, obj: AuditedObject
-) -> None:
-    """Record a read or change of a financial or health record through its S3 object (no-op for others)."""
-    kind = record_type_of(obj.key)
-    if kind is not None:
-        await _audit(conn, principal, action, kind, user_id_of(obj.key) or ANY_USER, obj)
+    async def audit(
+        self, conn: Connection, principal: Principal, action: AuditAction, obj: AuditedObject
+    ) -> None:
+        """Record a read or change of a financial or health record through its S3 object (else nothing)."""
+        kind = record_type_of(obj.key)
+        if kind is not None:
+            await _audit(conn, principal, action, kind, user_id_of(obj.key) or ANY_USER, obj)
 
 
 async def read_file(
@@ -161,13 +168,13 @@ async def audit_file_reads(
     for kind, stored in files_read.items():
         if stored is not None:
             obj = AuditedObject(bucket, user_file_key(kind, user_id), stored.version_id or stored.etag)
-            await audit_object(conn, principal, AuditAction.READ, obj)
+            await UserKeys().audit(conn, principal, AuditAction.READ, obj)
 
 
 async def read_for_sending(
     conn: Connection, principal: Principal, user_id: str, data_type: SendDataType
 ) -> dict[RecordType, BaseModel]:
-    records = {}
+    records: dict[RecordType, BaseModel] = {}
     for kind in data_type.record_types():
         record = await repository.get(conn, kind, user_id)
         if record is not None:
@@ -179,29 +186,21 @@ async def read_for_sending(
 
 
 async def send_to_queue(
-    sqs: Any, queue_url: str, user_id: str, records: dict[RecordType, BaseModel]
+    sqs: "SQSClient", queue_url: str, user_id: str, records: dict[RecordType, BaseModel]
 ) -> dict[RecordType, str]:
     """One SQS message per record type, in one batch; entry ids are positions, as the API wants."""
     kinds = list(records)
-    entries = [
+    request_id, sent_at = correlation_id.get(), datetime.now(UTC).isoformat()
+    messages = [
+        UserRecordsMessage(kind.value, user_id, records[kind].model_dump(mode="json")) for kind in kinds
+    ]
+    entries: list[SendMessageBatchRequestEntryTypeDef] = [
         {
             "Id": str(position),
-            "MessageBody": json.dumps(
-                {
-                    "message_type": USER_RECORDS_MESSAGE,
-                    "data_type": kind.value,
-                    "user_id": user_id,
-                    "record": records[kind].model_dump(mode="json"),
-                    "request_id": correlation_id.get(),
-                    "sent_at": datetime.now(UTC).isoformat(),
-                }
-            ),
-            "MessageAttributes": {
-                "message_type": {"DataType": "String", "StringValue": USER_RECORDS_MESSAGE},
-                "data_type": {"DataType": "String", "StringValue": kind.value},
-            },
+            "MessageBody": message.body(request_id=request_id, sent_at=sent_at),
+            "MessageAttributes": message.attributes(),
         }
-        for position, kind in enumerate(kinds)
+        for position, message in enumerate(messages)
     ]
     sent: dict[RecordType, str] = {}
     for _ in range(SEND_ATTEMPTS):

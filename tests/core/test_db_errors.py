@@ -15,8 +15,9 @@ from fastapi import FastAPI
 
 from app.core import db as database
 from app.core.config import Settings
+from app.core.db import apply_migrations
 from app.ingestion.envelopes import ObjectRef
-from app.ingestion.loader import Transient
+from app.ingestion.outcomes import Transient
 from app.main import create_app
 from tests.helpers import api_only, bearer, problem_of, unique_id
 from tests.ingestion.helpers import wait_until
@@ -131,7 +132,7 @@ async def test_file_whose_load_is_cancelled_by_the_server_is_released_not_failed
     key = f"cancel/{secrets.token_hex(4)}.jsonl"
     s3.put_object(Bucket=quiet_bucket, Key=key, Body=b"".join(b'{"n": %d}\n' % n for n in range(300_000)))
     loading = asyncio.create_task(
-        app.state.ingestor.ingest(ObjectRef(quiet_bucket, key, None, None, None), "cli")
+        app.state.resources.ingestor.ingest(ObjectRef(quiet_bucket, key, None, None, None), "cli")
     )
 
     async def cancel_the_load() -> bool:
@@ -150,7 +151,7 @@ async def test_file_whose_load_is_cancelled_by_the_server_is_released_not_failed
     row = await db.fetchrow("SELECT status, error_code FROM file_processing_log WHERE key = $1", key)
     assert dict(row) == {"status": "pending", "error_code": None}
     # Retried, it loads.
-    outcome = await app.state.ingestor.ingest(ObjectRef(quiet_bucket, key, None, None, None), "cli")
+    outcome = await app.state.resources.ingestor.ingest(ObjectRef(quiet_bucket, key, None, None, None), "cli")
     assert (outcome.status, outcome.counts.rows_inserted) == ("completed", 300_000)
 
 
@@ -163,16 +164,18 @@ def empty_database(new_database: Callable[[], str]) -> str:
 async def read_only_client(settings: Settings, empty_database: str) -> AsyncIterator[httpx.AsyncClient]:
     """The API on a database that became read-only (what a primary demoted by a failover is)."""
     dsn = empty_database
-    application = create_app(api_only(settings).model_copy(update={"database_url": dsn}))
-    async with application.router.lifespan_context(application):  # migrates while still writable
-        admin = await asyncpg.connect(dsn)
-        try:
-            await admin.execute(
-                f"ALTER DATABASE {urlsplit(dsn).path.lstrip('/')} SET default_transaction_read_only = on"
-            )
-        finally:
-            await admin.close()
-        await application.state.pool.expire_connections()  # new sessions pick the setting up
+    admin = await asyncpg.connect(dsn)
+    try:
+        await apply_migrations(admin)  # while it is still writable
+        await admin.execute(
+            f"ALTER DATABASE {urlsplit(dsn).path.lstrip('/')} SET default_transaction_read_only = on"
+        )
+    finally:
+        await admin.close()
+    application = create_app(
+        api_only(settings).model_copy(update={"database_url": dsn, "migrate_on_startup": False})
+    )
+    async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             yield http

@@ -57,7 +57,7 @@ async def ingest(app: FastAPI, db: asyncpg.Connection, s3: Any, bucket: str, nam
     """Put `body` under a fresh key ending in `name`, ingest it as the CLI does, return its log row."""
     key = f"hostile/{secrets.token_hex(4)}/{name}"
     s3.put_object(Bucket=bucket, Key=key, Body=body)
-    outcome = await app.state.ingestor.ingest(ObjectRef(bucket, key, None, None, None), "cli")
+    outcome = await app.state.resources.ingestor.ingest(ObjectRef(bucket, key, None, None, None), "cli")
     row = await db.fetchrow("SELECT * FROM file_processing_log WHERE id = $1", outcome.file_id)
     assert row["status"] == outcome.status
     return row
@@ -135,7 +135,7 @@ async def test_a_gzip_bomb_stops_at_the_decompressed_limit(
     strict_app: FastAPI, db: asyncpg.Connection, s3: Any, quiet_bucket: str
 ) -> None:
     bomb = gzip_bomb(512 * MIB)  # ~0.5 MB on disk
-    assert len(bomb) < strict_app.state.settings.ingest_max_file_bytes
+    assert len(bomb) < strict_app.state.resources.settings.ingest_max_file_bytes
     tracemalloc.start()
     try:
         row = await ingest(strict_app, db, s3, quiet_bucket, "bomb.jsonl.gz", bomb)
@@ -170,7 +170,7 @@ async def test_one_huge_record_fails_record_too_large_in_bounded_memory(
 ) -> None:
     body = gzip_of(start, b"x", ONE_HUGE_RECORD, end)
     # The default limits: the file (~300 KB, 300 MiB inflated) is within the file and decompressed ones.
-    limit = app.state.settings.ingest_max_record_bytes
+    limit = app.state.resources.settings.ingest_max_record_bytes
     assert (limit, len(body) < MIB) == (16 * MIB, True)
     tracemalloc.start()
     try:
@@ -255,7 +255,9 @@ async def test_a_user_record_holding_nul_is_rejected_alone_under_skip_rows(
     body = "".join(json.dumps(line) + "\n" for line in lines).encode()
     key = f"users/personal/{secrets.token_hex(4)}.jsonl"
     s3.put_object(Bucket=quiet_bucket, Key=key, Body=body)
-    outcome = await strict_app.state.ingestor.ingest(ObjectRef(quiet_bucket, key, None, None, None), "cli")
+    outcome = await strict_app.state.resources.ingestor.ingest(
+        ObjectRef(quiet_bucket, key, None, None, None), "cli"
+    )
     row = await db.fetchrow("SELECT * FROM file_processing_log WHERE id = $1", outcome.file_id)
     assert (row["status"], row["rows_inserted"], row["rows_rejected"]) == ("completed", 1, 1), row[
         "error_message"
@@ -291,7 +293,9 @@ async def test_a_50_mb_single_line_json_array_loads_in_bounded_memory(
     path.unlink()
     tracemalloc.start()
     try:
-        outcome = await app.state.ingestor.ingest(ObjectRef(quiet_bucket, key, None, None, None), "cli")
+        outcome = await app.state.resources.ingestor.ingest(
+            ObjectRef(quiet_bucket, key, None, None, None), "cli"
+        )
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -325,7 +329,7 @@ async def test_the_consumer_fails_hostile_files_and_keeps_consuming(
         assert (row["status"], row["error_code"]) == ("failed", code)
     after = await wait_for_file(db, bucket, f"{prefix}/after.jsonl")
     assert after["status"] == "completed"
-    assert app.state.consumer.healthy()
+    assert app.state.resources.jobs.consumer.healthy()
 
 
 def _nested(depth: int) -> bytes:

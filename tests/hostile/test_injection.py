@@ -196,7 +196,7 @@ async def injected_file(app: FastAPI, s3: Any) -> dict[str, Any]:
     s3.create_bucket(Bucket=quiet)
     key = f"'; DROP TABLE file_processing_log; --{secrets.token_hex(4)}/%_rows.jsonl"
     s3.put_object(Bucket=quiet, Key=key, Body=b'{"a": 1}\n')
-    outcome = await app.state.ingestor.ingest(ObjectRef(quiet, key, None, None, None), "cli")
+    outcome = await app.state.resources.ingestor.ingest(ObjectRef(quiet, key, None, None, None), "cli")
     assert outcome.status == "completed"
     return {"bucket": quiet, "key": key, "file_id": outcome.file_id}
 

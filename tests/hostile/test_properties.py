@@ -21,10 +21,10 @@ from app.ingestion.envelopes import (
     IgnoredEvent,
     TestEvent,
     Unrecognized,
-    UserRecordsMessage,
     classify,
 )
 from app.ingestion.parsers import FileFormat, ParseError, RecordStream
+from app.messages import UserRecordsMessage
 
 # Reproducible in CI, nothing written to a .hypothesis folder in the checkout.
 PROPERTY = settings(max_examples=200, deadline=None, derandomize=True, database=None)

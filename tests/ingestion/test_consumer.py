@@ -15,7 +15,7 @@ import pytest
 
 from app.core.config import Settings
 from app.ingestion.envelopes import ObjectRef
-from app.ingestion.loader import Ingestor
+from app.ingestion.ingestor import Ingestor
 from tests.aws import receive_until
 from tests.helpers import bearer, unique_id
 from tests.ingestion.helpers import (
@@ -253,10 +253,10 @@ async def test_skip_rows_policy_loads_good_users_and_reports_bad_rows(
     ).encode()
     response = put(s3, quiet, key, body)
     skipping = Ingestor(
-        app.state.pool,
-        lambda _bucket: app.state.aws.s3,
-        # The quiet bucket as its own: users/ files are typed only there.
-        settings.model_copy(update={"ingest_error_policy": "skip_rows", "s3_bucket_name": quiet}),
+        app.state.resources.db,
+        lambda _bucket: app.state.resources.aws.s3,
+        settings.model_copy(update={"ingest_error_policy": "skip_rows"}),
+        own_bucket=quiet,  # users/ files are typed only in the service's own bucket
     )
     ref = ObjectRef(quiet, key, response.get("VersionId"), response["ETag"].strip('"'), len(body))
     outcome = await skipping.ingest(ref, "api")

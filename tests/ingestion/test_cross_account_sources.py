@@ -61,7 +61,7 @@ async def test_role_mapped_bucket_is_read_with_assumed_role_credentials(
 
         # A file whose event was lost: the sweep reads it with the same, cached, credentials.
         owner_s3.put_object(Bucket="client-drop", Key="in/lost.jsonl", Body=b'{"n": 3}\n')
-        result = await app.state.reconciler.sweep([("client-drop", "in/")], min_age_seconds=0)
+        result = await app.state.resources.reconciler.sweep([("client-drop", "in/")], min_age_seconds=0)
         assert dict(result.outcomes) == {"completed": 1}
         row = await wait_for_file(db, "client-drop", "in/lost.jsonl")
         assert (row["status"], row["trigger"], row["rows_inserted"]) == ("completed", "reconcile", 1)

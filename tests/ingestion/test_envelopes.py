@@ -8,6 +8,7 @@ from typing import Any
 import aioboto3
 import pytest
 
+from app.files.announce import notify_change
 from app.ingestion import envelopes
 from app.ingestion.envelopes import (
     CustomMessage,
@@ -17,11 +18,9 @@ from app.ingestion.envelopes import (
     ObjectRef,
     TestEvent,
     Unrecognized,
-    UserRecordsMessage,
     classify,
 )
-from app.notifications.events import EVENT_UPDATED, EVENT_UPLOADED
-from app.notifications.publisher import notify_change
+from app.messages import EVENT_UPDATED, EVENT_UPLOADED, UserRecordsMessage
 from tests.aws import AWS_REGION, boto_client
 from tests.helpers import unique_id
 
@@ -124,7 +123,7 @@ def eventbridge_event(
 
 
 def service_notification(key: str = "reports/2024.json", *, event: str = EVENT_UPLOADED) -> dict[str, Any]:
-    """What app.notifications.publisher.notify_change publishes."""
+    """What app.files.announce.notify_change publishes."""
     return {
         "source": "aws-s3-service",
         "event": event,

@@ -8,13 +8,14 @@ import asyncpg
 import pytest
 from fastapi import FastAPI
 
-from app.ingestion import loader
 from app.ingestion.envelopes import ObjectRef
+from app.ingestion.ingestor import Ingestor
+from app.ingestion.loaders import rows
 
 
 @pytest.fixture(autouse=True)
 def tiny_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(loader, "LOAD_CHUNK_ROWS", 3)
+    monkeypatch.setattr(rows, "LOAD_CHUNK_ROWS", 3)
 
 
 def lines(*records: object) -> bytes:
@@ -36,7 +37,7 @@ async def test_duplicates_across_chunks_are_stored_once(
     records = [{"n": n % 4} for n in range(11)]  # 0 1 2 3 0 1 2 3 0 1 2: four distinct, over four chunks
     s3.put_object(Bucket=quiet_bucket, Key="chunks/dups.jsonl", Body=lines(*records))
 
-    outcome = await app.state.ingestor.ingest(
+    outcome = await app.state.resources.ingestor.ingest(
         ObjectRef(quiet_bucket, "chunks/dups.jsonl", None, None, None), "cli"
     )
 
@@ -51,7 +52,7 @@ async def test_a_bad_record_in_a_late_chunk_rolls_back_the_earlier_chunks(
     body = lines(*({"n": n} for n in range(8))) + b"[1, 2]\n" + lines({"n": 9})  # line 9: not an object
     s3.put_object(Bucket=quiet_bucket, Key="chunks/bad.jsonl", Body=body)
 
-    outcome = await app.state.ingestor.ingest(
+    outcome = await app.state.resources.ingestor.ingest(
         ObjectRef(quiet_bucket, "chunks/bad.jsonl", None, None, None), "cli"
     )
 
@@ -64,10 +65,12 @@ async def test_skip_rows_loads_the_good_records_of_every_chunk(
 ) -> None:
     body = b"".join(b"[0]\n" if n % 4 == 3 else json.dumps({"n": n}).encode() + b"\n" for n in range(12))
     s3.put_object(Bucket=quiet_bucket, Key="chunks/skip.jsonl", Body=body)
-    lenient = loader.Ingestor(
-        app.state.pool,
-        lambda _bucket: app.state.aws.s3,
-        app.state.settings.model_copy(update={"ingest_error_policy": "skip_rows"}),
+    resources = app.state.resources
+    lenient = Ingestor(
+        resources.db,
+        lambda _bucket: resources.aws.s3,
+        resources.settings.model_copy(update={"ingest_error_policy": "skip_rows"}),
+        own_bucket=resources.settings.s3_bucket_name,
     )
 
     outcome = await lenient.ingest(ObjectRef(quiet_bucket, "chunks/skip.jsonl", None, None, None), "cli")
@@ -86,11 +89,11 @@ async def test_an_event_without_a_version_id_costs_one_get_and_no_head(
     def record(model: Any, **_: Any) -> None:
         calls.append(model.name)
 
-    events = app.state.aws.s3.meta.events
+    events = app.state.resources.aws.s3.meta.events
     events.register("before-call.s3", record, unique_id="count-s3-calls")
     try:
         ref = ObjectRef(quiet_bucket, "calls/one.jsonl", None, put["ETag"].strip('"'), None)
-        outcome = await app.state.ingestor.ingest(ref, "sqs")
+        outcome = await app.state.resources.ingestor.ingest(ref, "sqs")
     finally:
         events.unregister("before-call.s3", unique_id="count-s3-calls")
 

@@ -11,8 +11,9 @@ from fastapi import FastAPI
 from app.core import db as database
 from app.core.config import Settings
 from app.ingestion import repository
+from app.ingestion.claims import WORKER_ID
 from app.ingestion.envelopes import ObjectRef
-from app.ingestion.loader import WORKER_ID, Claimed
+from app.ingestion.outcomes import Claimed
 from app.ingestion.reconcile import RECONCILE_LOCK_KEY, SweepBusy
 from app.main import create_app
 from tests.helpers import api_only
@@ -37,7 +38,7 @@ async def test_sweep_ingests_unseen_objects_under_the_prefix_once(
     s3.put_object(Bucket=quiet_bucket, Key="drop/deeper/b.csv", Body=b"n,m\n1,2\n")
     s3.put_object(Bucket=quiet_bucket, Key="elsewhere/c.jsonl", Body=jsonl({"n": 3}))
     s3.put_object(Bucket=quiet_bucket, Key="drop/reports/", Body=b"")  # a console "folder"
-    reconciler = app.state.reconciler
+    reconciler = app.state.resources.reconciler
 
     first = await reconciler.sweep([(quiet_bucket, "drop/")], min_age_seconds=0)
 
@@ -69,7 +70,7 @@ async def test_sweep_leaves_young_objects_to_their_event(
 ) -> None:
     s3.put_object(Bucket=quiet_bucket, Key="young/a.jsonl", Body=jsonl({"n": 1}))
 
-    result = await app.state.reconciler.sweep([(quiet_bucket, "young/")], min_age_seconds=3600)
+    result = await app.state.resources.reconciler.sweep([(quiet_bucket, "young/")], min_age_seconds=3600)
 
     assert (result.listed, result.unseen) == (0, 0)
     assert await log_rows(db, quiet_bucket) == []
@@ -80,7 +81,7 @@ async def test_sweep_skips_excluded_prefixes(
 ) -> None:
     s3.put_object(Bucket=quiet_bucket, Key="reports/2026-01-01/ingestion-report.json", Body=b"{}")
 
-    result = await app.state.reconciler.sweep([(quiet_bucket, "")], min_age_seconds=0)
+    result = await app.state.resources.reconciler.sweep([(quiet_bucket, "")], min_age_seconds=0)
 
     assert result.unseen == 0
     assert await log_rows(db, quiet_bucket) == []
@@ -90,12 +91,14 @@ async def test_sweep_finishes_a_released_claim_that_no_message_will_bring_back(
     app: FastAPI, db: asyncpg.Connection, s3: Any, quiet_bucket: str
 ) -> None:
     s3.put_object(Bucket=quiet_bucket, Key="cut/a.jsonl", Body=jsonl({"n": 1}))
-    claimed = await app.state.ingestor.claim(ObjectRef(quiet_bucket, "cut/a.jsonl", None, None, None), "api")
+    claimed = await app.state.resources.ingestor.claim(
+        ObjectRef(quiet_bucket, "cut/a.jsonl", None, None, None), "api"
+    )
     assert isinstance(claimed, Claimed)
-    async with app.state.pool.acquire() as conn:  # what a shutdown mid-load leaves behind
+    async with app.state.resources.db.acquire() as conn:  # what a shutdown mid-load leaves behind
         await repository.release(conn, claimed.file_id, WORKER_ID)
 
-    result = await app.state.reconciler.sweep([(quiet_bucket, "cut/")], min_age_seconds=0)
+    result = await app.state.resources.reconciler.sweep([(quiet_bucket, "cut/")], min_age_seconds=0)
 
     assert dict(result.outcomes) == {"completed": 1}
     row = await db.fetchrow(
@@ -108,15 +111,15 @@ async def test_one_sweep_at_a_time_across_replicas(
     app: FastAPI, settings: Settings, db: asyncpg.Connection, s3: Any, quiet_bucket: str
 ) -> None:
     s3.put_object(Bucket=quiet_bucket, Key="busy/a.jsonl", Body=jsonl({"n": 1}))
-    other_replica = await database.create_pool(settings)
+    other_replica = await database.open_database(settings)
     try:
-        async with database.exclusive(other_replica, RECONCILE_LOCK_KEY) as held:
+        async with other_replica.exclusive(RECONCILE_LOCK_KEY) as held:
             assert held
             with pytest.raises(SweepBusy):
-                await app.state.reconciler.sweep([(quiet_bucket, "busy/")], min_age_seconds=0)
+                await app.state.resources.reconciler.sweep([(quiet_bucket, "busy/")], min_age_seconds=0)
             assert await log_rows(db, quiet_bucket) == []
         # Once the other replica's sweep is over, this one runs.
-        result = await app.state.reconciler.sweep([(quiet_bucket, "busy/")], min_age_seconds=0)
+        result = await app.state.resources.reconciler.sweep([(quiet_bucket, "busy/")], min_age_seconds=0)
         assert dict(result.outcomes) == {"completed": 1}
     finally:
         await other_replica.close()
@@ -168,7 +171,7 @@ async def test_sweep_skips_objects_whose_keys_the_service_refuses(
     s3.put_object(Bucket=quiet_bucket, Key="drop/rub\x7fout.jsonl", Body=jsonl({"n": 1}))
     s3.put_object(Bucket=quiet_bucket, Key="drop/fine.jsonl", Body=jsonl({"n": 2}))
     refused = metric("reconcile_objects_total", {"outcome": "invalid_key"})
-    result = await app.state.reconciler.sweep([(quiet_bucket, "drop/")], min_age_seconds=0)
+    result = await app.state.resources.reconciler.sweep([(quiet_bucket, "drop/")], min_age_seconds=0)
     assert dict(result.outcomes) == {"completed": 1}
     assert [row["key"] for row in await log_rows(db, quiet_bucket)] == ["drop/fine.jsonl"]
     assert metric("reconcile_objects_total", {"outcome": "invalid_key"}) == refused + 1

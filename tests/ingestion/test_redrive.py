@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 from fastapi import FastAPI
 
-from app.ingestion.service import redrive
+from app.ingestion.operations import redrive
 from app.main import create_app
 from tests.aws import queue_depth
 from tests.ingestion.helpers import s3_event, wait_for_file, wait_until
@@ -60,7 +60,7 @@ async def test_redrive_interrupted_between_send_and_delete_duplicates_but_never_
         sqs.send_message(QueueUrl=dlq, MessageBody=json.dumps(event))
 
     with pytest.raises(ConnectionResetError):
-        await redrive(DiesBeforeDelete(app.state.aws.sqs), source, dlq, 10, visibility_seconds=1)
+        await redrive(DiesBeforeDelete(app.state.resources.aws.sqs), source, dlq, 10, visibility_seconds=1)
 
     # The batch reached the source queue, and is still in the DLQ: duplicated, not lost.
     assert queue_depth(sqs, source) == OBJECTS
@@ -68,7 +68,7 @@ async def test_redrive_interrupted_between_send_and_delete_duplicates_but_never_
 
     # Once the batch is visible in the DLQ again, the next redrive moves it.
     async def moved_again() -> bool:
-        result = await redrive(app.state.aws.sqs, source, dlq, 10)
+        result = await redrive(app.state.resources.aws.sqs, source, dlq, 10)
         return result.moved > 0
 
     await wait_until(moved_again)
@@ -82,7 +82,7 @@ async def check_processed_once(
 ) -> None:
     # A duplicate that arrives while its twin loads is `busy` and looks again once the lease would
     # expire: a short lease keeps that wait short.
-    settings = app.state.settings.model_copy(
+    settings = app.state.resources.settings.model_copy(
         update={"sqs_queue_url": source, "sqs_wait_time_seconds": 1, "ingest_lease_seconds": 10}
     )
     replica = create_app(settings)

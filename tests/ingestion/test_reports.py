@@ -74,9 +74,9 @@ async def report_day_files(app: FastAPI, s3: Any) -> dict[str, int]:
     for key, body in files.items():
         if body is not None:
             s3.put_object(Bucket=bucket, Key=key, Body=body)
-        outcome = await app.state.ingestor.ingest(ObjectRef(bucket, key, None, None, None), "cli")
+        outcome = await app.state.resources.ingestor.ingest(ObjectRef(bucket, key, None, None, None), "cli")
         ids[key] = outcome.file_id
-    async with app.state.pool.acquire() as conn:
+    async with app.state.resources.db.acquire() as conn:
         await conn.execute(
             "UPDATE file_processing_log SET created_at = $2 WHERE id = ANY($1::bigint[])",
             list(ids.values()),
@@ -87,7 +87,12 @@ async def report_day_files(app: FastAPI, s3: Any) -> dict[str, int]:
 
 def job(app: FastAPI, settings: Settings, now: datetime) -> DailyReportJob:
     return DailyReportJob(
-        app.state.pool, app.state.aws.s3, app.state.aws.sns, settings, REPORT_AT, clock=lambda: now
+        app.state.resources.db,
+        app.state.resources.aws.s3,
+        app.state.resources.aws.sns,
+        settings,
+        REPORT_AT,
+        clock=lambda: now,
     )
 
 
@@ -222,9 +227,9 @@ async def test_report_for_a_day_with_completed_and_failed_files(
 async def test_a_replica_does_not_write_while_another_one_is_writing(
     app: FastAPI, settings: Settings, s3: Any, bucket: str
 ) -> None:
-    other_replica = await database.create_pool(settings)
+    other_replica = await database.open_database(settings)
     try:
-        async with database.exclusive(other_replica, REPORT_LOCK_KEY) as writing:
+        async with other_replica.exclusive(REPORT_LOCK_KEY) as writing:
             assert writing
             assert await job(app, settings, datetime(1999, 6, 2, 3, 0, tzinfo=UTC)).run_due() is None
         json_key, _ = report_keys(date(1999, 6, 1))

@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 from app.ingestion import repository
+from app.ingestion.claims import WORKER_ID
 from app.ingestion.envelopes import ObjectRef
-from app.ingestion.loader import WORKER_ID, Transient
+from app.ingestion.outcomes import Transient
 from app.main import create_app
 from tests.helpers import api_only, bearer, problem_of
 from tests.ingestion.helpers import s3_event, wait_until
@@ -277,13 +278,13 @@ async def test_load_waiting_for_a_pooled_connection_gives_up_and_is_retried_late
     )
     application = create_app(tight)
     async with application.router.lifespan_context(application):
-        async with application.state.pool.acquire():  # the only connection, held elsewhere
+        async with application.state.resources.db.acquire():  # the only connection, held elsewhere
             with pytest.raises(Transient):
                 async with asyncio.timeout(10):  # before the fix it waited for ever
-                    await application.state.ingestor.ingest(
+                    await application.state.resources.ingestor.ingest(
                         ObjectRef(quiet_bucket, key, None, None, None), "cli"
                     )
-        outcome = await application.state.ingestor.ingest(
+        outcome = await application.state.resources.ingestor.ingest(
             ObjectRef(quiet_bucket, key, None, None, None), "cli"
         )
         assert outcome.status == "completed"
@@ -295,7 +296,7 @@ async def test_pending_file_left_by_a_transient_failure_can_be_retried(
     key = "pending/x.jsonl"
     s3.put_object(Bucket=quiet_bucket, Key=key, Body=b'{"n": 1}\n')
     # What a transient failure of an API-triggered load leaves: a released claim, no message behind it.
-    claimed = await app.state.ingestor.claim(ObjectRef(quiet_bucket, key, None, None, None), "api")
+    claimed = await app.state.resources.ingestor.claim(ObjectRef(quiet_bucket, key, None, None, None), "api")
     await repository.release(db, claimed.file_id, WORKER_ID)
     retried = await client.post(f"/ingestion/files/{claimed.file_id}/retry", headers=bearer(WRITE))
     assert retried.status_code == 202, retried.text

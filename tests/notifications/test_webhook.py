@@ -24,7 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.core.config import Settings, SettingsError, load
 from app.core.logging import HANDLER_NAME
 from app.main import create_app
-from app.notifications.webhook import (
+from app.notifications.deps import get_notification_handler
+from app.notifications.sns_verification import (
     CERT_MAX_BYTES,
     MAX_MESSAGE_AGE,
     HandledMessageIds,
@@ -194,18 +195,22 @@ async def default_rule_webhook(default_rule_app: FastAPI) -> AsyncIterator[Defau
             webhook.outbound.append(str(request.url))
             raise httpx.ConnectError("no outbound request in this test", request=request)
 
-        default_rule_app.state.http.event_hooks = {"request": [refuse], "response": []}
+        default_rule_app.state.resources.http.event_hooks = {"request": [refuse], "response": []}
         yield webhook
 
 
 @contextmanager
 def handler_installed(app: FastAPI, handler: NotificationHandler) -> Iterator[None]:
-    """`handler` as the app's ingestion dispatcher for the duration."""
-    app.state.sns_notification_handler = handler
+    """`handler` instead of the app's ingestion dispatcher for the duration."""
+
+    async def installed() -> NotificationHandler:
+        return handler
+
+    app.dependency_overrides[get_notification_handler] = installed
     try:
         yield
     finally:
-        del app.state.sns_notification_handler
+        del app.dependency_overrides[get_notification_handler]
 
 
 @contextmanager
@@ -403,7 +408,7 @@ async def test_notification_with_null_subject_is_signed_without_it(
     assert len(dispatched) == 1
 
 
-async def test_notification_without_dispatcher_is_accepted_and_logs_no_body(
+async def test_notification_is_handled_and_its_body_never_logged(
     webhook: httpx.AsyncClient, sns: Sns, caplog: pytest.LogCaptureFixture
 ) -> None:
     canary = "ada.lovelace@example.com blood type AB-"
@@ -417,7 +422,7 @@ async def test_notification_without_dispatcher_is_accepted_and_logs_no_body(
     assert refused.status_code == 403
     ours = next(h for h in logging.getLogger().handlers if h.get_name() == HANDLER_NAME)
     logged = "\n".join(ours.format(record) for record in caplog.records)
-    assert "notification accepted (no dispatcher yet)" in logged
+    assert "sns notification is not a file event" in logged  # what ingestion's dispatcher said of it
     assert document["MessageId"] in logged
     assert "ada.lovelace" not in logged
 

@@ -48,7 +48,7 @@ async def send(http: httpx.AsyncClient, sqs: Any, queue: str, user_id: str) -> s
 
 async def handle(app: FastAPI, bucket: str, body: str) -> None:
     """What the consumer does with the message: the user file is written (then ingested on its event)."""
-    dispatcher = Dispatcher(app.state.ingestor, app.state.aws.s3, bucket)
+    dispatcher = Dispatcher(app.state.resources.ingestor, app.state.resources.aws.s3, bucket)
     verdict = await dispatcher.dispatch(body, message_id=secrets.token_hex(4), trigger="sqs")
     assert verdict.action == "delete", verdict
 
@@ -125,8 +125,8 @@ async def test_older_object_version_loaded_after_a_newer_one_changes_nothing(
     older = put_version(s3, own_bucket, key, [{"user_id": user_id, "account_number": "OLD00001"}])
     await asyncio.sleep(S3_SECOND)
     newer = put_version(s3, own_bucket, key, [{"user_id": user_id, "account_number": "NEW00001"}])
-    assert (await owner_app.state.ingestor.ingest(newer, "cli")).status == "completed"
-    late = await owner_app.state.ingestor.ingest(older, "cli")
+    assert (await owner_app.state.resources.ingestor.ingest(newer, "cli")).status == "completed"
+    late = await owner_app.state.resources.ingestor.ingest(older, "cli")
     assert (late.status, late.counts.rows_inserted, late.counts.rows_skipped) == ("completed", 0, 1)
     stored = await db.fetchval("SELECT account_number FROM users_financial WHERE user_id = $1", user_id)
     assert stored == "NEW00001"
@@ -149,14 +149,14 @@ async def test_a_records_own_updated_at_orders_it_but_never_past_its_file(
     future = {"user_id": user_id, "blood_type": "O-", "updated_at": "2999-01-01T00:00:00+00:00"}
     for records in ([first], [second], [future]):
         ref = put_version(s3, own_bucket, key, records)
-        assert (await owner_app.state.ingestor.ingest(ref, "cli")).status == "completed"
+        assert (await owner_app.state.resources.ingestor.ingest(ref, "cli")).status == "completed"
     row = await db.fetchrow("SELECT blood_type, updated_at FROM users_health WHERE user_id = $1", user_id)
     assert row["blood_type"] == "O-"
     # Capped at the file's own time, so the future cannot lock the record against later files.
     assert row["updated_at"].year < 2999
     await asyncio.sleep(S3_SECOND)
     later = put_version(s3, own_bucket, key, [{"user_id": user_id, "blood_type": "AB+"}])
-    assert (await owner_app.state.ingestor.ingest(later, "cli")).status == "completed"
+    assert (await owner_app.state.resources.ingestor.ingest(later, "cli")).status == "completed"
     assert await db.fetchval("SELECT blood_type FROM users_health WHERE user_id = $1", user_id) == "AB+"
 
 
@@ -167,7 +167,7 @@ async def test_users_prefix_of_another_bucket_lands_as_plain_rows(
     user_id = unique_id()
     key = f"users/financial/{secrets.token_hex(4)}.jsonl"
     ref = put_version(s3, own_bucket, key, [{"user_id": user_id, "account_number": "ATTACKER01"}])
-    outcome = await app.state.ingestor.ingest(ref, "cli")
+    outcome = await app.state.resources.ingestor.ingest(ref, "cli")
     assert (outcome.status, outcome.counts.rows_inserted) == ("completed", 1)
     assert await db.fetchval("SELECT count(*) FROM users_financial WHERE user_id = $1", user_id) == 0
     landed = await db.fetchval("SELECT count(*) FROM processed_data WHERE file_id = $1", outcome.file_id)

@@ -1,4 +1,5 @@
-"""Operations on ingestion behind /ingestion: on-demand ingest and retry, DLQ redrive, the daily report."""
+"""The API's operations on ingestion (behind /ingestion and the CLI): on-demand ingest and retry of files,
+the loads they start, DLQ redrive, the processing log's cursors."""
 
 import asyncio
 import base64
@@ -10,19 +11,20 @@ from datetime import datetime
 from http import HTTPStatus
 from typing import Any
 
-from app.core.db import POOL_ACQUIRE_TIMEOUT_SECONDS
+from app.core.db import REQUEST_WAIT_SECONDS, Database
 from app.core.errors import Conflict, DomainError, NotFound
 from app.files.keys import validate_key
 from app.ingestion import repository
 from app.ingestion.envelopes import ObjectRef
-from app.ingestion.loader import Claimed, Ingestor, IngestOutcome, Transient
+from app.ingestion.ingestor import Ingestor
+from app.ingestion.outcomes import Claimed, IngestOutcome, Transient
 from app.ingestion.schemas import FileRow, IngestAccepted, RedriveResult
+from app.messages import DEAD_LETTER_ATTRIBUTES
 
 logger = logging.getLogger(__name__)
 
 SQS_MAX_BATCH = 10  # API limit for ReceiveMessage, SendMessageBatch and DeleteMessageBatch
 REDRIVE_VISIBILITY_SECONDS = 60  # a redrive that dies mid-way leaves the rest hidden this long, then back
-DEAD_LETTER_ATTRIBUTES = frozenset({"dead_letter_reason", "source_message_id"})
 MAX_FILE_ID = 2**63 - 1  # file ids are bigint
 LOADS_FULL_RETRY_AFTER_SECONDS = 10  # what a 429 tells clients: long enough for a small file to load
 
@@ -124,10 +126,10 @@ async def ingest_now(loads: BackgroundLoads, bucket: str, key: str) -> IngestAcc
     return await loads.claim_and_start(ObjectRef(bucket, validate_key(key, "body"), None, None, None))
 
 
-async def retry(pool: Any, loads: BackgroundLoads, file_id: int) -> IngestAccepted:
+async def retry(database: Database, loads: BackgroundLoads, file_id: int) -> IngestAccepted:
     """Load a `failed` file again, or a `pending` one (released by a transient failure or a shutdown, which
     may have no message left to bring it back)."""
-    async with pool.acquire(timeout=POOL_ACQUIRE_TIMEOUT_SECONDS) as conn:
+    async with database.acquire(REQUEST_WAIT_SECONDS) as conn:
         reopened = await repository.reopen_for_retry(conn, file_id)
         if reopened is None:
             existing = await repository.get_file(conn, file_id)

@@ -1,0 +1,227 @@
+"""Ingest one object version exactly once: name the version, claim it, stream and parse it, land its records
+and its `completed` status in one transaction, or record why not. Shared by the SQS consumer, the SNS
+webhook, the API and the CLI."""
+
+import asyncio
+import logging
+import time
+from typing import NoReturn
+
+from botocore.exceptions import ClientError
+from prometheus_client import Counter, Histogram
+
+from app.audit.repository import AuditedObject
+from app.core import db
+from app.core.config import IngestSettings
+from app.core.db import DATABASE_ERRORS, Database
+from app.ingestion import repository
+from app.ingestion.claims import Claims, transient_database
+from app.ingestion.envelopes import ObjectRef
+from app.ingestion.loaders import Tally
+from app.ingestion.loaders.rows import load_rows
+from app.ingestion.loaders.users import UserChanges, load_users
+from app.ingestion.outcomes import Claimed, IngestOutcome, LeaseLost, PermanentFailure, Transient
+from app.ingestion.parsers import ParseError, RecordStream, detect_format
+from app.ingestion.repository import Counts
+from app.ingestion.source import NETWORK_ERRORS, Counted, ObjectSource, Opened, Progress, S3ClientFor
+from app.users.files import record_type_of
+from app.users.schemas import RecordType
+
+logger = logging.getLogger(__name__)
+
+PROBE_TIMEOUT_SECONDS = 5.0
+
+ROWS_LOADED = Counter("ingest_rows_loaded_total", "Rows newly stored by ingestion", ["target"])
+FILES = Counter("ingest_files_total", "Files by outcome", ["outcome"])
+FILE_SECONDS = Histogram(
+    "ingest_file_duration_seconds",
+    "Time to ingest one file, claim to commit",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
+)
+
+
+class Ingestor:
+    def __init__(
+        self,
+        database: Database,
+        s3_for: S3ClientFor,
+        settings: IngestSettings,
+        *,
+        own_bucket: str,
+    ) -> None:
+        """`own_bucket`: S3_BUCKET_NAME, the only bucket whose users/{type}/ files are typed user records."""
+        self._db = database
+        self._settings = settings
+        self._own_bucket = own_bucket
+        self.source = ObjectSource(s3_for, max_file_bytes=settings.ingest_max_file_bytes)
+        self.claims = Claims(database, settings.ingest_lease_seconds)
+
+    async def probe(self, bucket: str) -> bool:
+        """Whether the database and S3 answer: the consumer waits for this after transient failures."""
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
+                await self._db.ping()
+                await self.source.answers(bucket)
+        except (*DATABASE_ERRORS, ClientError, *NETWORK_ERRORS):
+            return False
+        return True
+
+    async def ingest(
+        self, ref: ObjectRef, trigger: str, *, progress: Progress | None = None
+    ) -> IngestOutcome:
+        """Claim the object version and load it; what the consumer, the webhook and the CLI do.
+        `progress(bytes_read, file_size)` is called as the file streams in (the CLI's progress bar)."""
+        opened = None
+        if ref.version_id is None and ref.etag is not None and not self._excluded(ref.key):
+            opened = await self.source.open_naming_version(ref)
+            if opened is not None:
+                ref = opened.ref
+        try:
+            claimed = await self.claim(ref, trigger, resolve=opened is None)
+        except BaseException:
+            if opened is not None:
+                opened.close()
+            raise
+        if isinstance(claimed, IngestOutcome):
+            if opened is not None:
+                opened.close()
+            return self._observed(claimed, ref, None)
+        return await self.load(claimed, opened=opened, progress=progress)
+
+    def _excluded(self, key: str) -> bool:
+        return any(key.startswith(prefix) for prefix in self._settings.ingest_exclude_prefixes)
+
+    async def claim(self, ref: ObjectRef, trigger: str, *, resolve: bool = True) -> Claimed | IngestOutcome:
+        """Take the object version in the processing log, or say why not (excluded, duplicate, busy).
+
+        `resolve=False` keeps the ref's identity as it is (a retry must claim the very row it reopened).
+        """
+        if self._excluded(ref.key):
+            return IngestOutcome("excluded")
+        if resolve:
+            ref = await self.source.with_version(ref)
+        try:
+            return await self.claims.claim(ref, trigger)
+        except Transient:
+            FILES.labels("transient").inc()
+            raise
+
+    async def load(
+        self, claimed: Claimed, *, opened: Opened | None = None, progress: Progress | None = None
+    ) -> IngestOutcome:
+        """Load a claimed file and record how it ended; Transient leaves it `pending` for a retry.
+
+        `opened`: the GET of this version, already started (see `ingest`)."""
+        try:
+            return await self._load_claimed(claimed, opened, progress)
+        finally:
+            if opened is not None:
+                opened.close()
+
+    async def _load_claimed(
+        self, claimed: Claimed, opened: Opened | None, progress: Progress | None
+    ) -> IngestOutcome:
+        ref, file_id = claimed.ref, claimed.file_id
+        try:
+            counts, warning = await self._load(file_id, ref, opened, progress)
+        except PermanentFailure as exc:
+            outcome = await self.claims.fail(file_id, exc)
+        except LeaseLost:
+            outcome = IngestOutcome("busy", file_id, retry_after=float(self._settings.ingest_lease_seconds))
+        except (Transient, *NETWORK_ERRORS) as exc:
+            await self._released(file_id, exc)
+        except DATABASE_ERRORS as exc:
+            if db.is_transient(exc):
+                await self._released(file_id, exc)
+            # The data broke a database rule (e.g. a value jsonb rejects): retrying will not help.
+            outcome = await self.claims.fail(
+                file_id,
+                PermanentFailure("load_error", f"the database refused the rows ({type(exc).__name__})"),
+            )
+        except BaseException:
+            await asyncio.shield(self.claims.release(file_id))
+            raise
+        else:
+            outcome = IngestOutcome("completed", file_id, counts=counts, error_code=warning)
+        return self._observed(outcome, ref, claimed.started)
+
+    async def _released(self, file_id: int, exc: BaseException) -> NoReturn:
+        """Give the claim back and raise Transient: the file is retried later (message backoff, /retry)."""
+        FILES.labels("transient").inc()
+        await self.claims.release(file_id)
+        if isinstance(exc, Transient):
+            raise exc
+        raise (
+            transient_database(exc) if isinstance(exc, DATABASE_ERRORS) else Transient(type(exc).__name__)
+        ) from exc
+
+    def _observed(self, outcome: IngestOutcome, ref: ObjectRef, started: float | None) -> IngestOutcome:
+        FILES.labels(outcome.status).inc()
+        if started is not None and outcome.status in ("completed", "failed", "skipped"):
+            FILE_SECONDS.observe(time.perf_counter() - started)
+            logger.info(
+                "file %s",
+                outcome.status,
+                extra={
+                    "bucket": ref.bucket,
+                    "key": ref.key,
+                    "file_id": outcome.file_id,
+                    "error_code": outcome.error_code,
+                    "rows_read": outcome.counts.rows_read,
+                    "rows_inserted": outcome.counts.rows_inserted,
+                },
+            )
+        return outcome
+
+    async def _load(
+        self, file_id: int, ref: ObjectRef, opened: Opened | None, progress: Progress | None
+    ) -> tuple[Counts, str | None]:
+        """The file's records and its `completed` status, in one transaction."""
+        settings = self._settings
+        try:
+            file_format = detect_format(ref.key)
+        except ParseError as exc:
+            raise PermanentFailure(exc.code, exc.message, status="skipped") from None
+        kind = self._user_file_kind(ref)
+        async with self._db.transaction() as conn, self.claims.lease_kept(file_id):
+            source = self.source.checked(opened) if opened else await self.source.open(ref)
+            async with source.body:
+                body = source.body if progress is None else Counted(source.body, source.size, progress)
+                stream = RecordStream(
+                    body,
+                    file_format,
+                    max_bytes=settings.ingest_max_file_bytes,
+                    max_decompressed_bytes=settings.ingest_max_decompressed_bytes,
+                    max_records=settings.ingest_max_records,
+                    max_record_bytes=settings.ingest_max_record_bytes,
+                )
+                policy = settings.ingest_error_policy
+                try:
+                    if kind is None:
+                        tally = await load_rows(conn, stream, file_id, ref, policy)
+                    else:
+                        obj = AuditedObject(ref.bucket, ref.key, ref.version_id or ref.etag)
+                        changes = UserChanges(kind, file_id, obj, source.last_modified)
+                        tally = await load_users(conn, stream, changes, policy)
+                except ParseError as exc:
+                    raise PermanentFailure(exc.code, exc.message) from None
+            await repository.set_details(
+                conn, file_id, sha256=stream.sha256, size=source.size, content_type=source.content_type
+            )
+            warning = _warning(tally)
+            if not await self.claims.complete(conn, file_id, tally.counts(), warning):
+                raise LeaseLost
+        ROWS_LOADED.labels("users" if kind else "processed_data").inc(tally.changed)
+        return tally.counts(), ("rows_rejected" if warning else None)
+
+    def _user_file_kind(self, ref: ObjectRef) -> RecordType | None:
+        """The record type a file's records are upserted as: only for users/{type}/ keys of the service's
+        own bucket, never of a client's (cross-account) or an event-named bucket."""
+        if ref.bucket != self._own_bucket:
+            return None
+        return record_type_of(ref.key)
+
+
+def _warning(tally: Tally) -> str | None:
+    """The first reasons records were rejected (under skip_rows), for the processing log."""
+    return "; ".join(tally.errors) if tally.errors else None
