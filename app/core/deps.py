@@ -30,7 +30,7 @@ def resources(request: Request) -> CoreResources:
     return cast(CoreResources, request.app.state.resources)
 
 
-async def get_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     return resources(request).settings
 
 
@@ -56,7 +56,7 @@ async def get_connection(request: Request) -> AsyncIterator[Connection]:
         yield conn
 
 
-AppSettings = Annotated[Settings, Depends(get_settings)]
+AppSettings = Annotated[Settings, Depends(get_app_settings)]
 # The database itself, for a route that must do other I/O before its transaction (S3 first, then the
 # audit row: no connection waits on S3).
 Db = Annotated[Database, Depends(get_db)]

@@ -6,7 +6,7 @@ from pydantic import ValidationError
 
 from app.core.config import IngestSettings
 from app.ingestion.loaders import MAX_REPORTED_ERRORS, record_problem, validation_reason
-from app.ingestion.parsers import ByteSource, RecordStream, detect_format
+from app.ingestion.parsers import ByteSource, detect_format, record_stream
 from app.users.files import record_type_of
 from app.users.schemas import FILE_RECORD_MODELS
 
@@ -22,14 +22,7 @@ class DryRun:
 async def dry_run(source: ByteSource, key: str, settings: IngestSettings) -> DryRun:
     """Parse and validate a file as ingestion would (same parser, schemas and rules); raises ParseError.
     A users/{type}/ key is checked as user records of that type."""
-    stream = RecordStream(
-        source,
-        detect_format(key),
-        max_bytes=settings.ingest_max_file_bytes,
-        max_decompressed_bytes=settings.ingest_max_decompressed_bytes,
-        max_records=settings.ingest_max_records,
-        max_record_bytes=settings.ingest_max_record_bytes,
-    )
+    stream = record_stream(source, detect_format(key), settings)
     kind = record_type_of(key)
     result = DryRun()
     async for batch in stream.batches():

@@ -21,7 +21,7 @@ from app.ingestion.loaders import Tally
 from app.ingestion.loaders.rows import load_rows
 from app.ingestion.loaders.users import UserChanges, load_users
 from app.ingestion.outcomes import Claimed, IngestOutcome, LeaseLost, PermanentFailure, Transient
-from app.ingestion.parsers import ParseError, RecordStream, detect_format
+from app.ingestion.parsers import ParseError, detect_format, record_stream
 from app.ingestion.repository import Counts
 from app.ingestion.source import NETWORK_ERRORS, Counted, ObjectSource, Opened, Progress, S3ClientFor
 from app.users.files import record_type_of
@@ -187,14 +187,7 @@ class Ingestor:
             source = self.source.checked(opened) if opened else await self.source.open(ref)
             async with source.body:
                 body = source.body if progress is None else Counted(source.body, source.size, progress)
-                stream = RecordStream(
-                    body,
-                    file_format,
-                    max_bytes=settings.ingest_max_file_bytes,
-                    max_decompressed_bytes=settings.ingest_max_decompressed_bytes,
-                    max_records=settings.ingest_max_records,
-                    max_record_bytes=settings.ingest_max_record_bytes,
-                )
+                stream = record_stream(body, file_format, settings)
                 policy = settings.ingest_error_policy
                 try:
                     if kind is None:

@@ -17,6 +17,8 @@ from typing import Any, Literal, Protocol
 import ijson
 import orjson
 
+from app.core.config import IngestSettings
+
 PIECE_BYTES = 64 * 1024  # the unit of decompression and parsing: what one step holds besides its records
 BATCH_MAX_BYTES = 8 * 1024 * 1024  # a batch is cut by input size too, so large records cannot pile up
 DEFAULT_BATCH_SIZE = 1000  # measured: 5000 is ~10% slower, its records living on into older GC generations
@@ -474,6 +476,18 @@ def _csv_record_over(data: bytes, odd: bool, start: int, limit: int) -> int | No
                 return start
             start = at
     return start if len(data) - start > limit else None
+
+
+def record_stream(source: ByteSource, fmt: FileFormat, settings: IngestSettings) -> RecordStream:
+    """A file's records within the limits the settings give (INGEST_MAX_*)."""
+    return RecordStream(
+        source,
+        fmt,
+        max_bytes=settings.ingest_max_file_bytes,
+        max_decompressed_bytes=settings.ingest_max_decompressed_bytes,
+        max_records=settings.ingest_max_records,
+        max_record_bytes=settings.ingest_max_record_bytes,
+    )
 
 
 def _bad_line(line: bytes, number: int) -> ParseError:
