@@ -1,12 +1,14 @@
-"""Sync boto3 clients on the suite's moto server, and waiting for messages with a deadline."""
+"""Sync boto3 clients on the suite's moto server, and waiting for messages."""
 
+import asyncio
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
 import boto3
 import httpx
+
+from tests.helpers import eventually
 
 AWS_REGION = "us-east-1"
 
@@ -36,12 +38,15 @@ def queue_depth(sqs: Any, url: str) -> int:
     )
 
 
-def receive_until(
-    sqs: Any, queue_url: str, matches: Callable[[dict[str, Any]], bool], deadline_seconds: float = 15.0
+async def receive_until(
+    sqs: Any, queue_url: str, matches: Callable[[dict[str, Any]], bool]
 ) -> dict[str, Any]:
-    """The first message whose SNS-unwrapped body satisfies `matches`; others are deleted as seen."""
-    deadline = time.monotonic() + deadline_seconds
-    while time.monotonic() < deadline:
+    """The first message that satisfies `matches`; others are deleted as seen.
+
+    Each receive waits in a thread: a consumer under test may run on the test's event loop.
+    """
+
+    def receive() -> dict[str, Any] | None:
         response = sqs.receive_message(
             QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1, MessageAttributeNames=["All"]
         )
@@ -49,7 +54,15 @@ def receive_until(
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
             if matches(message):
                 return message
-    raise AssertionError(f"no matching message on {queue_url} within {deadline_seconds}s")
+        return None
+
+    # No pause between receives: each one long-polls for a second.
+    return await eventually(
+        lambda: asyncio.to_thread(receive),
+        timeout=15,
+        interval=0,
+        message=f"a matching message on {queue_url}",
+    )
 
 
 def sns_envelope(message: dict[str, Any]) -> dict[str, Any]:

@@ -20,11 +20,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 
 from app.core.config import Settings
-from app.main import create_app
 from devtools.bootstrap import bootstrap_aws
 from devtools.servers import start_moto, start_postgres
 from tests.aws import AWS_REGION, boto_client
-from tests.helpers import TEST_JWT_SECRET, ServiceProcess, bearer
+from tests.helpers import TEST_JWT_SECRET, ServiceProcess, bearer, started_app
 
 # boto3 must never find real credentials or reach AWS from a test.
 os.environ.update(
@@ -118,17 +117,20 @@ def settings(service_env: dict[str, str]) -> Settings:
 
 
 @pytest.fixture(scope="session")
-async def app(settings: Settings) -> AsyncIterator[FastAPI]:
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        yield application
+async def session_app(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """The suite's service, with its consumer on the suite's queue, and a client of it."""
+    async with started_app(settings, sqs_consumer_enabled=True) as (application, http):
+        yield application, http
 
 
 @pytest.fixture(scope="session")
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-        yield http
+def app(session_app: tuple[FastAPI, httpx.AsyncClient]) -> FastAPI:
+    return session_app[0]
+
+
+@pytest.fixture(scope="session")
+def client(session_app: tuple[FastAPI, httpx.AsyncClient]) -> httpx.AsyncClient:
+    return session_app[1]
 
 
 @pytest.fixture(scope="session")

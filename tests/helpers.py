@@ -1,18 +1,25 @@
-"""Helpers shared by the tests: tokens, ids, problem+json checks and a real service process."""
+"""Helpers shared by the tests: waiting for a state, a started app and its client, tokens, ids,
+problem+json checks and a real service process."""
 
 import asyncio
+import inspect
 import os
 import secrets
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import httpx
+from fastapi import FastAPI
 
 from app.core.config import Settings
 from app.core.security import SCOPES, mint_token
+from app.main import create_app
+from app.resources import Resources
 from devtools.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,9 +27,82 @@ TEST_JWT_SECRET = "test-secret-" + "x" * 40
 ALL_SCOPES = list(SCOPES)
 
 
+T = TypeVar("T")
+
+
+@overload
+async def eventually(
+    check: Callable[[], Awaitable[T | None]],
+    *,
+    timeout: float = ...,  # noqa: ASYNC109
+    interval: float = ...,
+    message: str | None = ...,
+) -> T: ...
+@overload
+async def eventually(
+    check: Callable[[], T | None],
+    *,
+    timeout: float = ...,  # noqa: ASYNC109
+    interval: float = ...,
+    message: str | None = ...,
+) -> T: ...
+async def eventually(
+    check: Callable[[], Any],
+    *,
+    # The deadline of the poll, reported with the last value: asyncio.timeout() would report neither.
+    timeout: float = 30.0,  # noqa: ASYNC109
+    interval: float = 0.1,
+    message: str | None = None,
+) -> Any:
+    """The first truthy value of `check()` (sync or async), asked every `interval` seconds.
+
+    After `timeout` seconds, AssertionError naming `message` (what was waited for) and the last value. An
+    exception raised by `check` is not retried: it ends the wait.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            what = message or getattr(check, "__name__", "the check")
+            raise AssertionError(f"waited {timeout}s for {what} (last value: {value!r})")
+        await asyncio.sleep(interval)
+
+
 def api_only(settings: Settings) -> Settings:
     """Settings for an extra app in a test: no consumer, so only the session app consumes the queue."""
     return settings.model_copy(update={"sqs_consumer_enabled": False})
+
+
+@asynccontextmanager
+async def client_of(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client that calls `app` in process; a crash is answered 500 problem+json, as a real client sees
+    it, not raised into the test."""
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@asynccontextmanager
+async def started_app(settings: Settings, **changes: Any) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """An app of the test's own on `settings` with `changes`, through its lifespan, and a client of it.
+
+    API only (api_only()) unless `changes` turn the consumer on.
+    """
+    assert changes.keys() <= Settings.model_fields.keys(), f"not settings: {changes.keys()}"
+    app = create_app(api_only(settings).model_copy(update=changes))
+    async with app.router.lifespan_context(app), client_of(app) as http:
+        yield app, http
+
+
+def resources(app: FastAPI) -> Resources:
+    """What the lifespan of a started app opened (app/resources.py), typed."""
+    opened = app.state.resources
+    assert isinstance(opened, Resources)
+    return opened
 
 
 def make_token(scopes: list[str] | None = None, *, subject: str = "tester", ttl: int = 300) -> str:
@@ -80,33 +160,22 @@ class ServiceProcess:
             stderr=subprocess.STDOUT,
         )
 
-    def wait_healthy(self, deadline_seconds: float = 60.0) -> None:
-        deadline = time.monotonic() + deadline_seconds
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"service exited early:\n{self.log_path.read_text()}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"service not healthy in {deadline_seconds}s:\n{self.log_path.read_text()}")
-
-    async def await_healthy(self, deadline_seconds: float = 60.0) -> None:
-        """wait_healthy() for async tests whose event loop must keep running (e.g. a proxy in it)."""
-        deadline = time.monotonic() + deadline_seconds
+    async def wait_healthy(self, timeout: float = 60.0) -> None:  # noqa: ASYNC109  (eventually()'s)
+        """Until /health answers 200; the event loop keeps running meanwhile (e.g. a proxy in it)."""
         async with httpx.AsyncClient(base_url=self.url, timeout=1) as http:
-            while time.monotonic() < deadline:
+
+            async def healthy() -> bool:
                 if self.process.poll() is not None:
-                    raise AssertionError(f"service exited early:\n{self.log_path.read_text()}")
+                    raise AssertionError("service exited early")
                 try:
-                    if (await http.get("/health")).status_code == 200:
-                        return
+                    return (await http.get("/health")).status_code == 200
                 except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise AssertionError(f"service not healthy in {deadline_seconds}s:\n{self.log_path.read_text()}")
+                    return False
+
+            try:
+                await eventually(healthy, timeout=timeout, message="a healthy service")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}:\n{self.log_path.read_text()}") from None
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, no cleanup, as a crashed host or an OOM kill."""

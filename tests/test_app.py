@@ -10,15 +10,13 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
 from app.core.config import Settings
 from app.core.http import BodyTooLarge, EdgeMiddleware
 from app.core.logging import HANDLER_NAME
 from app.main import create_app
 from tests.faults import TcpProxy
-from tests.helpers import api_only, bearer, problem_of, unique_id
-from tests.ingestion.helpers import wait_until
+from tests.helpers import bearer, client_of, eventually, problem_of, started_app, unique_id
 
 
 async def test_health_is_ok_without_auth(client: httpx.AsyncClient) -> None:
@@ -36,16 +34,8 @@ async def test_ready_reports_each_check_ok(client: httpx.AsyncClient) -> None:
     }
 
 
-@pytest.fixture
-async def app_with_missing_bucket(settings: Settings) -> AsyncIterator[FastAPI]:
-    broken = create_app(api_only(settings).model_copy(update={"s3_bucket_name": "no-such-bucket-here"}))
-    async with broken.router.lifespan_context(broken):
-        yield broken
-
-
-async def test_ready_is_503_naming_the_failed_check(app_with_missing_bucket: FastAPI) -> None:
-    transport = httpx.ASGITransport(app=app_with_missing_bucket)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+async def test_ready_is_503_naming_the_failed_check(settings: Settings) -> None:
+    async with started_app(settings, s3_bucket_name="no-such-bucket-here") as (_, http):
         response = await http.get("/ready")
     assert response.status_code == 503
     problem = problem_of(response)
@@ -124,9 +114,8 @@ async def test_crash_is_500_problem_without_details_or_message_in_logs(
     async def boom(email: str) -> None:
         raise RuntimeError(f"secret {email} SELECT * FROM users_personal")
 
-    transport = httpx.ASGITransport(app=crashing, raise_app_exceptions=False)
     with caplog.at_level(logging.ERROR):
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        async with client_of(crashing) as http:
             response = await http.get("/boom?email=ada@example.com", headers={"X-Request-ID": "r-500"})
     assert response.status_code == 500
     problem = problem_of(response)
@@ -155,11 +144,8 @@ async def test_docs_and_openapi_are_public_and_declare_bearer_auth(client: httpx
 async def behind_a_database_proxy(settings: Settings) -> AsyncIterator[tuple[TcpProxy, httpx.AsyncClient]]:
     """A client of an API-only app whose database connections go through a fault proxy."""
     proxy, proxied_url = await TcpProxy.in_front_of(str(settings.database_url))
-    proxied = create_app(api_only(settings).model_copy(update={"database_url": proxied_url}))
-    async with proxied.router.lifespan_context(proxied):
-        transport = httpx.ASGITransport(app=proxied, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield proxy, http
+    async with started_app(settings, database_url=proxied_url) as (_, http):
+        yield proxy, http
     await proxy.stop()
 
 
@@ -181,7 +167,7 @@ async def test_database_outage_is_503_problem_then_recovers(settings: Settings) 
         async def ready_again() -> bool:  # /ready reuses its checks for a second
             return (await http.get("/ready")).status_code == 200
 
-        await wait_until(ready_again, deadline_seconds=10)
+        await eventually(ready_again, timeout=10)
 
 
 async def test_a_content_length_that_is_not_a_number_does_not_lift_the_body_limit() -> None:

@@ -10,17 +10,13 @@ from fastapi import FastAPI
 from app.core.config import Settings
 from app.core.deps import get_app_settings
 from app.core.security import Principal, bearer_principal
-from app.main import create_app
-from tests.helpers import api_only, unique_id
+from tests.helpers import started_app, unique_id
 
 
 @pytest.fixture
 async def overridable(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    app = create_app(api_only(settings))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield app, http
+    async with started_app(settings) as started:
+        yield started
 
 
 async def test_the_principal_can_be_overridden(overridable: tuple[FastAPI, httpx.AsyncClient]) -> None:

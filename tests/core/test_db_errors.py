@@ -18,9 +18,7 @@ from app.core.config import Settings
 from app.core.db import apply_migrations
 from app.ingestion.envelopes import ObjectRef
 from app.ingestion.outcomes import Transient
-from app.main import create_app
-from tests.helpers import api_only, bearer, problem_of, unique_id
-from tests.ingestion.helpers import wait_until
+from tests.helpers import bearer, eventually, problem_of, resources, started_app, unique_id
 
 Failure = Callable[[asyncpg.Connection], Awaitable[Any]]
 
@@ -132,7 +130,7 @@ async def test_file_whose_load_is_cancelled_by_the_server_is_released_not_failed
     key = f"cancel/{secrets.token_hex(4)}.jsonl"
     s3.put_object(Bucket=quiet_bucket, Key=key, Body=b"".join(b'{"n": %d}\n' % n for n in range(300_000)))
     loading = asyncio.create_task(
-        app.state.resources.ingestor.ingest(ObjectRef(quiet_bucket, key, None, None, None), "cli")
+        resources(app).ingestor.ingest(ObjectRef(quiet_bucket, key, None, None, None), "cli")
     )
 
     async def cancel_the_load() -> bool:
@@ -145,13 +143,13 @@ async def test_file_whose_load_is_cancelled_by_the_server_is_released_not_failed
         )
         return bool(cancelled) or loading.done()
 
-    await wait_until(cancel_the_load)
+    await eventually(cancel_the_load)
     with pytest.raises(Transient):
         await loading
     row = await db.fetchrow("SELECT status, error_code FROM file_processing_log WHERE key = $1", key)
     assert dict(row) == {"status": "pending", "error_code": None}
     # Retried, it loads.
-    outcome = await app.state.resources.ingestor.ingest(ObjectRef(quiet_bucket, key, None, None, None), "cli")
+    outcome = await resources(app).ingestor.ingest(ObjectRef(quiet_bucket, key, None, None, None), "cli")
     assert (outcome.status, outcome.counts.rows_inserted) == ("completed", 300_000)
 
 
@@ -172,13 +170,8 @@ async def read_only_client(settings: Settings, empty_database: str) -> AsyncIter
         )
     finally:
         await admin.close()
-    application = create_app(
-        api_only(settings).model_copy(update={"database_url": dsn, "migrate_on_startup": False})
-    )
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield http
+    async with started_app(settings, database_url=dsn, migrate_on_startup=False) as (_, http):
+        yield http
 
 
 async def test_write_to_a_read_only_database_is_503_with_retry_after(

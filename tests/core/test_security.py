@@ -9,7 +9,6 @@ import json
 import secrets
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -19,15 +18,21 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from fastapi import FastAPI
 
 from app.core.config import AuthSettings, Settings, SettingsError, load
 from app.core.errors import DomainError
 from app.core.security import TokenVerifier, Unauthorized, mint_token
-from app.main import create_app
 from tests.conftest import JWKS_KID, JwksServer, public_jwk
-from tests.helpers import ALL_SCOPES, TEST_JWT_SECRET, api_only, make_token, problem_of, run_cli
-from tests.ingestion.helpers import wait_until
+from tests.helpers import (
+    ALL_SCOPES,
+    TEST_JWT_SECRET,
+    api_only,
+    eventually,
+    make_token,
+    problem_of,
+    run_cli,
+    started_app,
+)
 
 PROTECTED = "/users/nobody-here/personal"  # 404 once authorized: proves the token got through
 ISSUER = "https://issuer.test/"
@@ -88,18 +93,9 @@ def _rs_settings(settings: Settings, jwks_url: str, **updates: Any) -> Settings:
     )
 
 
-@asynccontextmanager
-async def _app_client(app_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app: FastAPI = create_app(app_settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield http
-
-
 @pytest.fixture(scope="module")
 async def rs_client(settings: Settings, jwks_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with _app_client(_rs_settings(settings, jwks_url)) as http:
+    async with started_app(_rs_settings(settings, jwks_url)) as (_, http):
         yield http
 
 
@@ -158,7 +154,7 @@ async def test_tokens_with_made_up_key_ids_are_401_without_refetching_the_jwks(
 ) -> None:
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     tokens = [_rs_token(stranger, kid=secrets.token_hex(8)) for _ in range(200)]
-    async with _app_client(_rs_settings(settings, jwks_server.url)) as client:
+    async with started_app(_rs_settings(settings, jwks_server.url)) as (_, client):
         statuses = await asyncio.gather(*(_status(client, token) for token in tokens))
         assert statuses == [401] * len(tokens)
         assert await _status(client, _rs_token(rsa_key)) == 404
@@ -170,7 +166,7 @@ async def test_a_jwks_endpoint_that_is_down_is_503_and_asked_once_per_interval(
 ) -> None:
     jwks_server.status = HTTPStatus.SERVICE_UNAVAILABLE
     headers = {"Authorization": f"Bearer {_rs_token(rsa_key)}"}
-    async with _app_client(_rs_settings(settings, jwks_server.url)) as client:
+    async with started_app(_rs_settings(settings, jwks_server.url)) as (_, client):
         for _ in range(2):  # a burst, then another while the interval since the failed fetch runs
             responses = await asyncio.gather(*(client.get(PROTECTED, headers=headers) for _ in range(100)))
             assert {response.status_code for response in responses} == {503}
@@ -187,7 +183,7 @@ async def test_the_jwks_is_fetched_again_once_the_endpoint_is_back(
     assert await _answers(verifier, token, HTTPStatus.SERVICE_UNAVAILABLE)
 
     jwks_server.status = HTTPStatus.OK
-    await wait_until(lambda: _answers(verifier, token, HTTPStatus.OK), deadline_seconds=10)
+    await eventually(lambda: _answers(verifier, token, HTTPStatus.OK), timeout=10)
 
 
 async def test_a_key_removed_from_the_jwks_stops_verifying_once_the_cached_set_expires(
@@ -201,9 +197,9 @@ async def test_a_key_removed_from_the_jwks_stops_verifying_once_the_cached_set_e
     jwks_server.keys = [public_jwk(successor, "successor")]
 
     # A new token each time: a token verified before is remembered for up to VERIFIED_CACHE_SECONDS.
-    await wait_until(
+    await eventually(
         lambda: _answers(verifier, _rs_token(rsa_key, jti=secrets.token_hex(8)), HTTPStatus.UNAUTHORIZED),
-        deadline_seconds=10,
+        timeout=10,
     )
     assert await _answers(verifier, _rs_token(successor, kid="successor"), HTTPStatus.OK)
 
@@ -218,7 +214,7 @@ async def test_a_key_added_to_the_jwks_is_picked_up_once_the_refresh_interval_al
     jwks_server.keys = [*jwks_server.keys, public_jwk(successor, "successor")]
     rotated = _rs_token(successor, kid="successor")
 
-    await wait_until(lambda: _answers(verifier, rotated, HTTPStatus.OK), deadline_seconds=10)
+    await eventually(lambda: _answers(verifier, rotated, HTTPStatus.OK), timeout=10)
     # Polled every 0.1 s, the new kid caused one refetch, not one per try.
     assert jwks_server.requests == 2
     assert await _answers(verifier, _rs_token(rsa_key), HTTPStatus.OK)
@@ -339,4 +335,4 @@ async def test_a_remembered_token_is_refused_once_it_expires(settings: Settings)
             return True
         return False
 
-    await wait_until(refused, deadline_seconds=10)
+    await eventually(refused, timeout=10)

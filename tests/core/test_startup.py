@@ -60,7 +60,7 @@ def test_uvicorn_factory_with_bad_setting_fails_with_one_line(
     assert "Traceback" not in result.stderr
 
 
-def test_plain_uvicorn_app_main_app_starts_and_serves_health(
+async def test_plain_uvicorn_app_main_app_starts_and_serves_health(
     service_env: dict[str, str], tmp_path: Path
 ) -> None:
     # The original service's command, as Dockerfiles, Procfiles and tutorials run it.
@@ -71,9 +71,10 @@ def test_plain_uvicorn_app_main_app_starts_and_serves_health(
         [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1"],
     )
     try:
-        service.wait_healthy()
-        assert httpx.get(f"{service.url}/health", timeout=5).json() == {"message": "ok"}
-        assert httpx.get(f"{service.url}/ready", timeout=10).status_code == 200
+        await service.wait_healthy()
+        async with httpx.AsyncClient(base_url=service.url, timeout=10) as http:
+            assert (await http.get("/health")).json() == {"message": "ok"}
+            assert (await http.get("/ready")).status_code == 200
     finally:
         service.stop()
 
@@ -92,29 +93,27 @@ def test_importing_app_main_reads_no_setting_and_opens_nothing(tmp_path: Path) -
     assert result.stdout.strip() == "function"
 
 
-def test_three_instances_on_an_empty_database_apply_each_migration_once(
+async def test_three_instances_on_an_empty_database_apply_each_migration_once(
     service_env: dict[str, str],
     new_database: Callable[[], str],
     spawn_service: Callable[[dict[str, str]], ServiceProcess],
 ) -> None:
     # Their consumers are off: on another database they must not take the suite's queue messages.
-    env = {**service_env, "DATABASE_URL": new_database(), "SQS_CONSUMER_ENABLED": "false"}
+    database_url = await asyncio.to_thread(new_database)  # it runs an event loop of its own
+    env = {**service_env, "DATABASE_URL": database_url, "SQS_CONSUMER_ENABLED": "false"}
     services = [spawn_service(env) for _ in range(3)]
     for service in services:
-        service.wait_healthy()
-    for service in services:
-        assert httpx.get(f"{service.url}/ready", timeout=10).status_code == 200
+        await service.wait_healthy()
+    async with httpx.AsyncClient(timeout=10) as http:
+        for service in services:
+            assert (await http.get(f"{service.url}/ready")).status_code == 200
 
-    async def applied() -> list[str]:
-        conn = await asyncpg.connect(env["DATABASE_URL"])
-        try:
-            rows = await conn.fetch("SELECT version FROM schema_migrations ORDER BY version")
-            return [row["version"] for row in rows]
-        finally:
-            await conn.close()
-
-    expected = sorted(path.stem for path in MIGRATIONS_DIR.glob("*.sql"))
-    assert asyncio.run(applied()) == expected
+    conn = await asyncpg.connect(env["DATABASE_URL"])
+    try:
+        rows = await conn.fetch("SELECT version FROM schema_migrations ORDER BY version")
+    finally:
+        await conn.close()
+    assert [row["version"] for row in rows] == sorted(path.stem for path in MIGRATIONS_DIR.glob("*.sql"))
 
 
 def test_migrate_cli_applies_then_reports_up_to_date(new_database: Callable[[], str], tmp_path: Path) -> None:
@@ -137,36 +136,33 @@ PII = {
 }
 
 
-def test_no_personal_data_reaches_the_logs(
+async def test_no_personal_data_reaches_the_logs(
     service_env: dict[str, str],
     spawn_service: Callable[[dict[str, str]], ServiceProcess],
     tmp_path: Path,
 ) -> None:
     service = spawn_service({**service_env, "LOG_LEVEL": "DEBUG", "SQS_CONSUMER_ENABLED": "false"})
-    service.wait_healthy()
+    await service.wait_healthy()
     user_id = unique_id()
     headers = bearer()
     personal = {"user_id": user_id, "name": "Canary", "email": PII["email"], "phone": PII["phone"]}
     personal["address"] = PII["address"]
     financial = {"user_id": user_id, "account_number": PII["account_number"], "credit_score": 700}
     health = {"user_id": user_id, "conditions": [PII["condition"]], "medications": [PII["medication"]]}
-    with httpx.Client(base_url=service.url, headers=headers, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=service.url, headers=headers, timeout=10) as http:
         for kind, body in (("personal", personal), ("financial", financial), ("health", health)):
-            assert http.post(f"/users/{kind}", json=body).status_code == 201
-            assert http.post(f"/users/{kind}", json=body).status_code == 409
-            assert http.get(f"/users/{user_id}/{kind}").status_code == 200
-        assert http.get(f"/users/{user_id}").status_code == 200
+            assert (await http.post(f"/users/{kind}", json=body)).status_code == 201
+            assert (await http.post(f"/users/{kind}", json=body)).status_code == 409
+            assert (await http.get(f"/users/{user_id}/{kind}")).status_code == 200
+        assert (await http.get(f"/users/{user_id}")).status_code == 200
         bad = {**personal, "user_id": unique_id(), "email": PII["email"] + " not valid"}
-        assert http.post("/users/personal", json=bad).status_code == 422
-        assert (
-            http.patch(f"/users/{user_id}/financial", json={"credit_score": PII["phone"]}).status_code == 422
+        assert (await http.post("/users/personal", json=bad)).status_code == 422
+        patched = await http.patch(f"/users/{user_id}/financial", json={"credit_score": PII["phone"]})
+        assert patched.status_code == 422
+        as_text = await http.post(
+            "/users/health", content=str(health), headers={"Content-Type": "text/plain"}
         )
-        assert (
-            http.post(
-                "/users/health", content=str(health), headers={"Content-Type": "text/plain"}
-            ).status_code
-            == 415
-        )
+        assert as_text.status_code == 415
     service.stop()
     log = service.log_path.read_text()
     # The requests were logged (as JSON, by route template), just without their data.

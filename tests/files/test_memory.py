@@ -45,7 +45,7 @@ async def test_concurrent_reads_and_merges_of_large_documents_stay_within_the_bu
     service = spawn_service(
         {**service_env, "S3_BUCKET_NAME": bucket, "SQS_CONSUMER_ENABLED": "false", "LOG_LEVEL": "WARNING"}
     )
-    await service.await_healthy()
+    await service.wait_healthy()
     pid = service.process.pid
     async with httpx.AsyncClient(base_url=service.url, headers=bearer(), timeout=120) as http:
         warm = await http.get(f"/s3/{key}")  # imports and first-use allocations, before measuring

@@ -10,13 +10,11 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
 from app.core.config import Settings
-from app.main import create_app
 from tests.aws import notification_for, receive_until, sns_envelope
-from tests.helpers import api_only, bearer, problem_of
+from tests.helpers import bearer, problem_of, started_app
 
 
 def new_key(suffix: str = ".json", prefix: str = "docs") -> str:
@@ -155,7 +153,7 @@ async def test_merge_publishes_one_notification_with_attributes(
         url_of(key), json={"v": 2}, headers={**bearer(), "X-Request-ID": "merge-req-1"}
     )
     assert response.headers["x-notification-published"] == "true"
-    message = receive_until(sqs, notifications_queue, notification_for(key))
+    message = await receive_until(sqs, notifications_queue, notification_for(key))
     envelope = sns_envelope(message)
     body = json.loads(envelope["Message"])
     assert body["event"] == "object.updated"
@@ -255,7 +253,7 @@ async def test_json_body_upload_stores_content_with_type_and_notifies(
     assert body["notification_published"] is True
     assert head["ContentType"] == "application/json"
     assert json.loads(stored(s3, bucket, key)) == {"a": [1, 2]}
-    message = receive_until(sqs, notifications_queue, notification_for(key))
+    message = await receive_until(sqs, notifications_queue, notification_for(key))
     assert json.loads(sns_envelope(message)["Message"])["event"] == "object.uploaded"
 
 
@@ -508,11 +506,8 @@ async def test_multipart_upload_at_the_envelope_limits_still_works(
 
 @pytest.fixture
 async def small_limit_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app: FastAPI = create_app(api_only(settings).model_copy(update={"max_upload_bytes": 20_000}))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield http
+    async with started_app(settings, max_upload_bytes=20_000) as (_, http):
+        yield http
 
 
 async def test_upload_over_the_limit_is_413_and_leaves_nothing(
@@ -531,11 +526,8 @@ async def test_upload_over_the_limit_is_413_and_leaves_nothing(
 @pytest.fixture
 async def broken_topic_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     missing_topic = settings.sns_topic_arn.rsplit(":", 1)[0] + ":no-such-topic"
-    app: FastAPI = create_app(api_only(settings).model_copy(update={"sns_topic_arn": missing_topic}))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield http
+    async with started_app(settings, sns_topic_arn=missing_topic) as (_, http):
+        yield http
 
 
 async def test_failed_notification_still_reports_the_write(

@@ -18,8 +18,7 @@ from fastapi import FastAPI
 from app.core.config import Settings
 from app.ingestion.envelopes import ObjectRef
 from app.ingestion.parsers import MAX_JSON_DEPTH
-from app.main import create_app
-from tests.helpers import api_only, bearer, problem_of
+from tests.helpers import bearer, problem_of, resources, started_app
 from tests.ingestion.helpers import wait_for_file
 
 MIB = 1024 * 1024
@@ -39,17 +38,14 @@ def quiet_bucket(s3: Any) -> str:
 async def strict_app(settings: Settings, quiet_bucket: str) -> AsyncIterator[FastAPI]:
     """Low limits and the skip_rows policy, to reach each limit with a small file; its own bucket (where
     users/ files are typed) is the quiet one."""
-    strict = api_only(settings).model_copy(
-        update={
-            "s3_bucket_name": quiet_bucket,
-            "ingest_max_file_bytes": 2 * MIB,
-            "ingest_max_decompressed_bytes": 4 * MIB,
-            "ingest_max_records": 1000,
-            "ingest_error_policy": "skip_rows",
-        }
-    )
-    application = create_app(strict)
-    async with application.router.lifespan_context(application):
+    async with started_app(
+        settings,
+        s3_bucket_name=quiet_bucket,
+        ingest_max_file_bytes=2 * MIB,
+        ingest_max_decompressed_bytes=4 * MIB,
+        ingest_max_records=1000,
+        ingest_error_policy="skip_rows",
+    ) as (application, _):
         yield application
 
 
@@ -57,7 +53,7 @@ async def ingest(app: FastAPI, db: asyncpg.Connection, s3: Any, bucket: str, nam
     """Put `body` under a fresh key ending in `name`, ingest it as the CLI does, return its log row."""
     key = f"hostile/{secrets.token_hex(4)}/{name}"
     s3.put_object(Bucket=bucket, Key=key, Body=body)
-    outcome = await app.state.resources.ingestor.ingest(ObjectRef(bucket, key, None, None, None), "cli")
+    outcome = await resources(app).ingestor.ingest(ObjectRef(bucket, key, None, None, None), "cli")
     row = await db.fetchrow("SELECT * FROM file_processing_log WHERE id = $1", outcome.file_id)
     assert row["status"] == outcome.status
     return row
@@ -135,7 +131,7 @@ async def test_a_gzip_bomb_stops_at_the_decompressed_limit(
     strict_app: FastAPI, db: asyncpg.Connection, s3: Any, quiet_bucket: str
 ) -> None:
     bomb = gzip_bomb(512 * MIB)  # ~0.5 MB on disk
-    assert len(bomb) < strict_app.state.resources.settings.ingest_max_file_bytes
+    assert len(bomb) < resources(strict_app).settings.ingest_max_file_bytes
     tracemalloc.start()
     try:
         row = await ingest(strict_app, db, s3, quiet_bucket, "bomb.jsonl.gz", bomb)
@@ -170,7 +166,7 @@ async def test_one_huge_record_fails_record_too_large_in_bounded_memory(
 ) -> None:
     body = gzip_of(start, b"x", ONE_HUGE_RECORD, end)
     # The default limits: the file (~300 KB, 300 MiB inflated) is within the file and decompressed ones.
-    limit = app.state.resources.settings.ingest_max_record_bytes
+    limit = resources(app).settings.ingest_max_record_bytes
     assert (limit, len(body) < MIB) == (16 * MIB, True)
     tracemalloc.start()
     try:
@@ -255,7 +251,7 @@ async def test_a_user_record_holding_nul_is_rejected_alone_under_skip_rows(
     body = "".join(json.dumps(line) + "\n" for line in lines).encode()
     key = f"users/personal/{secrets.token_hex(4)}.jsonl"
     s3.put_object(Bucket=quiet_bucket, Key=key, Body=body)
-    outcome = await strict_app.state.resources.ingestor.ingest(
+    outcome = await resources(strict_app).ingestor.ingest(
         ObjectRef(quiet_bucket, key, None, None, None), "cli"
     )
     row = await db.fetchrow("SELECT * FROM file_processing_log WHERE id = $1", outcome.file_id)
@@ -293,9 +289,7 @@ async def test_a_50_mb_single_line_json_array_loads_in_bounded_memory(
     path.unlink()
     tracemalloc.start()
     try:
-        outcome = await app.state.resources.ingestor.ingest(
-            ObjectRef(quiet_bucket, key, None, None, None), "cli"
-        )
+        outcome = await resources(app).ingestor.ingest(ObjectRef(quiet_bucket, key, None, None, None), "cli")
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -329,7 +323,7 @@ async def test_the_consumer_fails_hostile_files_and_keeps_consuming(
         assert (row["status"], row["error_code"]) == ("failed", code)
     after = await wait_for_file(db, bucket, f"{prefix}/after.jsonl")
     assert after["status"] == "completed"
-    assert app.state.resources.jobs.consumer.healthy()
+    assert resources(app).jobs.consumer.healthy()
 
 
 def _nested(depth: int) -> bytes:

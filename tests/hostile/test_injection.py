@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 
 from app.ingestion.envelopes import ObjectRef
-from tests.helpers import bearer, problem_of
+from tests.helpers import bearer, problem_of, resources
 
 INJECTIONS = [
     "'; DROP TABLE users_personal; --",
@@ -196,7 +196,7 @@ async def injected_file(app: FastAPI, s3: Any) -> dict[str, Any]:
     s3.create_bucket(Bucket=quiet)
     key = f"'; DROP TABLE file_processing_log; --{secrets.token_hex(4)}/%_rows.jsonl"
     s3.put_object(Bucket=quiet, Key=key, Body=b'{"a": 1}\n')
-    outcome = await app.state.resources.ingestor.ingest(ObjectRef(quiet, key, None, None, None), "cli")
+    outcome = await resources(app).ingestor.ingest(ObjectRef(quiet, key, None, None, None), "cli")
     assert outcome.status == "completed"
     return {"bucket": quiet, "key": key, "file_id": outcome.file_id}
 

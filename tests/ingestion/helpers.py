@@ -1,61 +1,49 @@
-"""Waiting on the processing log and on metrics with a deadline, and S3 event bodies for the queue."""
+"""Waiting on the processing log and on metrics, and S3 event bodies for the queue."""
 
-import asyncio
 import json
-import time
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote_plus
 
 import asyncpg
 from prometheus_client import REGISTRY
 
+from tests.helpers import eventually
+
 FINAL_STATUSES = ("completed", "failed", "skipped")
 
 
-async def wait_for_file(
-    db: asyncpg.Connection, bucket: str, key: str, deadline_seconds: float = 30.0
-) -> asyncpg.Record:
+async def wait_for_file(db: asyncpg.Connection, bucket: str, key: str) -> asyncpg.Record:
     """The log row of the newest version of `key` once it reached a final status."""
-    deadline = time.monotonic() + deadline_seconds
-    while time.monotonic() < deadline:
-        row = await db.fetchrow(
+
+    async def newest() -> asyncpg.Record | None:
+        return await db.fetchrow(
             "SELECT * FROM file_processing_log WHERE bucket = $1 AND key = $2 ORDER BY id DESC LIMIT 1",
             bucket,
             key,
         )
-        if row is not None and row["status"] in FINAL_STATUSES:
-            return row
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{key} did not reach a final status in {deadline_seconds}s (last: {row})")
+
+    async def final() -> asyncpg.Record | None:
+        row = await newest()
+        return row if row is not None and row["status"] in FINAL_STATUSES else None
+
+    try:
+        return await eventually(final, message=f"a final status of {key}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; newest row: {await newest()}") from None
 
 
 def metric(name: str, labels: dict[str, str] | None = None) -> float:
     return REGISTRY.get_sample_value(name, labels or {}) or 0.0
 
 
-async def wait_for_metric(
-    name: str, labels: dict[str, str], above: float, deadline_seconds: float = 30.0
-) -> float:
-    deadline = time.monotonic() + deadline_seconds
-    while time.monotonic() < deadline:
+async def wait_for_metric(name: str, labels: dict[str, str], above: float) -> float:
+    """The metric's value once it is above `above`."""
+
+    def value_above() -> float | None:
         value = metric(name, labels)
-        if value > above:
-            return value
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{name}{labels} stayed at {above} for {deadline_seconds}s")
+        return value if value > above else None
 
-
-async def wait_until(check: Callable[[], Any], deadline_seconds: float = 30.0) -> Any:
-    deadline = time.monotonic() + deadline_seconds
-    while time.monotonic() < deadline:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"condition not met in {deadline_seconds}s")
+    return await eventually(value_above, message=f"{name}{labels} above {above}")
 
 
 def s3_event(bucket: str, key: str, *, etag: str, version_id: str | None, size: int) -> dict[str, Any]:

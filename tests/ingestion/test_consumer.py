@@ -1,7 +1,6 @@
 """The consumer end to end: objects put in the bucket reach PostgreSQL through real S3 notifications,
 SQS and the lifespan-started consumer; duplicates, bad files and odd messages do what they should."""
 
-import asyncio
 import csv
 import gzip
 import io
@@ -17,14 +16,13 @@ from app.core.config import Settings
 from app.ingestion.envelopes import ObjectRef
 from app.ingestion.ingestor import Ingestor
 from tests.aws import receive_until
-from tests.helpers import bearer, unique_id
+from tests.helpers import bearer, eventually, resources, unique_id
 from tests.ingestion.helpers import (
     eventbridge_event,
     metric,
     s3_event,
     wait_for_file,
     wait_for_metric,
-    wait_until,
     wrap_in_sns,
 )
 
@@ -117,7 +115,7 @@ async def test_same_content_uploaded_twice_adds_no_rows(
     put(s3, bucket, key, body)
     first = await wait_for_file(db, bucket, key)
     put(s3, bucket, key, body + b'{"a": 3}\n')
-    second = await wait_until(
+    second = await eventually(
         lambda: db.fetchrow(
             "SELECT * FROM file_processing_log WHERE key = $1 AND id > $2 AND status = 'completed'",
             key,
@@ -173,10 +171,7 @@ async def test_garbage_reaches_the_dead_letter_queue_with_its_reason(
 ) -> None:
     canary = f"garbage-{unique_id()}"
     sqs.send_message(QueueUrl=aws_resources["SQS_QUEUE_URL"], MessageBody=f"{{not json {canary}")
-    # In a thread: the consumer under test runs on this event loop.
-    message = await asyncio.to_thread(
-        receive_until, sqs, aws_resources["SQS_DLQ_URL"], lambda m: canary in m["Body"]
-    )
+    message = await receive_until(sqs, aws_resources["SQS_DLQ_URL"], lambda m: canary in m["Body"])
     reason = message["MessageAttributes"]["dead_letter_reason"]["StringValue"]
     assert reason
     assert canary not in reason
@@ -231,7 +226,7 @@ async def test_users_personal_file_upserts_and_a_bad_row_fails_it_by_default(
 
     fixed = [lines[0], {**lines[1], "email": "bad@example.com"}]
     put(s3, bucket, key, b"".join(json.dumps(line).encode() + b"\n" for line in fixed))
-    await wait_until(
+    await eventually(
         lambda: db.fetchval("SELECT 1 FROM file_processing_log WHERE key = $1 AND status = 'completed'", key)
     )
     personal = await client.get(f"/users/{good}/personal", headers=bearer())
@@ -253,8 +248,8 @@ async def test_skip_rows_policy_loads_good_users_and_reports_bad_rows(
     ).encode()
     response = put(s3, quiet, key, body)
     skipping = Ingestor(
-        app.state.resources.db,
-        lambda _bucket: app.state.resources.aws.s3,
+        resources(app).db,
+        lambda _bucket: resources(app).aws.s3,
         settings.model_copy(update={"ingest_error_policy": "skip_rows"}),
         own_bucket=quiet,  # users/ files are typed only in the service's own bucket
     )
@@ -291,7 +286,7 @@ async def test_user_records_message_writes_the_user_file(
         except s3.exceptions.NoSuchKey:
             return None
 
-    document = await wait_until(written)
+    document = await eventually(written)
     assert document["blood_type"] == "B+" and document["allergies"] == ["latex"]
     assert "created_at" not in document
     # The file's own event brings it back to the database unchanged: ingestion of an identical record.

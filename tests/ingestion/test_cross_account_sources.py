@@ -12,10 +12,10 @@ import asyncpg
 import pytest
 
 from app.core.config import Settings
-from app.main import create_app
 from devtools.bootstrap import bootstrap_aws
 from devtools.servers import start_moto
 from tests.aws import AWS_REGION, assumed, boto_client
+from tests.helpers import resources, started_app
 from tests.ingestion.helpers import s3_event, wait_for_file
 
 ROLE_ARN = f"arn:aws:iam::111122223333:role/reader-{secrets.token_hex(4)}"
@@ -46,8 +46,7 @@ async def test_role_mapped_bucket_is_read_with_assumed_role_credentials(
     owner_s3 = boto_client("s3", own_moto)  # the client account, setting up its bucket
     owner_s3.create_bucket(Bucket="client-drop")
     put = owner_s3.put_object(Bucket="client-drop", Key="in/event.jsonl", Body=b'{"n": 1}\n{"n": 2}\n')
-    app = create_app(own_settings)
-    async with app.router.lifespan_context(app):
+    async with started_app(own_settings, sqs_consumer_enabled=True) as (app, _):
         assert await assumed(own_moto, ROLE_ARN) == []
 
         # The client's S3 event notification reaches the service's queue; the consumer ingests the file.
@@ -61,7 +60,7 @@ async def test_role_mapped_bucket_is_read_with_assumed_role_credentials(
 
         # A file whose event was lost: the sweep reads it with the same, cached, credentials.
         owner_s3.put_object(Bucket="client-drop", Key="in/lost.jsonl", Body=b'{"n": 3}\n')
-        result = await app.state.resources.reconciler.sweep([("client-drop", "in/")], min_age_seconds=0)
+        result = await resources(app).reconciler.sweep([("client-drop", "in/")], min_age_seconds=0)
         assert dict(result.outcomes) == {"completed": 1}
         row = await wait_for_file(db, "client-drop", "in/lost.jsonl")
         assert (row["status"], row["trigger"], row["rows_inserted"]) == ("completed", "reconcile", 1)

@@ -1,7 +1,7 @@
 """classify(): every message kind the queue carries, bodies it must refuse without raising, and moto's own."""
 
+import asyncio
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +22,7 @@ from app.ingestion.envelopes import (
 )
 from app.messages import EVENT_UPDATED, EVENT_UPLOADED, UserRecordsMessage
 from tests.aws import AWS_REGION, boto_client
-from tests.helpers import unique_id
+from tests.helpers import eventually, unique_id
 
 BUCKET = "amzn-s3-demo-bucket"
 TOPIC_ARN = "arn:aws:sns:us-west-2:123456789012:MyTopic"
@@ -493,16 +493,27 @@ def _queue(sqs: Any, name: str) -> tuple[str, str]:
     return url, arn
 
 
-def _classified_until(sqs: Any, queue_url: str, wanted: Callable[[list[Message]], bool]) -> list[Message]:
+async def _classified_until(
+    sqs: Any, queue_url: str, wanted: Callable[[list[Message]], bool]
+) -> list[Message]:
     """The queue's messages classified, as soon as they satisfy `wanted` (the queue is the test's own)."""
-    deadline = time.monotonic() + MOTO_DEADLINE_SECONDS
     seen: list[Message] = []
-    while time.monotonic() < deadline:
+
+    def receive() -> list[Message] | None:
         response = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
-        seen += [classify(message["Body"]) for message in response.get("Messages", [])]
-        if wanted(seen):
-            return seen
-    raise AssertionError(f"the queue did not deliver what was expected in {MOTO_DEADLINE_SECONDS}s: {seen}")
+        seen.extend(classify(message["Body"]) for message in response.get("Messages", []))
+        return seen if wanted(seen) else None
+
+    try:
+        # In a thread, and no pause between receives: each one long-polls for a second.
+        return await eventually(
+            lambda: asyncio.to_thread(receive),
+            timeout=MOTO_DEADLINE_SECONDS,
+            interval=0,
+            message="what the queue should deliver",
+        )
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; delivered: {seen}") from None
 
 
 def _has_file_and_test_event(seen: list[Message]) -> bool:
@@ -510,7 +521,7 @@ def _has_file_and_test_event(seen: list[Message]) -> bool:
     return FileEvents in kinds and TestEvent in kinds
 
 
-def test_moto_s3_event_is_a_file_event_with_the_decoded_key(s3: Any, sqs: Any) -> None:
+async def test_moto_s3_event_is_a_file_event_with_the_decoded_key(s3: Any, sqs: Any) -> None:
     name = unique_id("envelopes-s3")
     s3.create_bucket(Bucket=name)
     queue_url, queue_arn = _queue(sqs, name)
@@ -523,13 +534,13 @@ def test_moto_s3_event_is_a_file_event_with_the_decoded_key(s3: Any, sqs: Any) -
     key = "in box/naïve+plus (1)%.json"
     put = s3.put_object(Bucket=name, Key=key, Body=b"[1]")
 
-    seen = _classified_until(sqs, queue_url, _has_file_and_test_event)
+    seen = await _classified_until(sqs, queue_url, _has_file_and_test_event)
     assert TestEvent(name) in seen
     assert FileEvents((ObjectRef(name, key, None, put["ETag"].strip('"'), 3),), "s3", via_sns=False) in seen
 
 
 @pytest.mark.parametrize("raw", [False, True], ids=["enveloped", "raw"])
-def test_moto_s3_event_through_sns_is_a_file_event(moto_url: str, s3: Any, sqs: Any, raw: bool) -> None:
+async def test_moto_s3_event_through_sns_is_a_file_event(moto_url: str, s3: Any, sqs: Any, raw: bool) -> None:
     name = unique_id("envelopes-sns")
     sns = boto_client("sns", moto_url)
     topic_arn = sns.create_topic(Name=name)["TopicArn"]
@@ -550,7 +561,7 @@ def test_moto_s3_event_through_sns_is_a_file_event(moto_url: str, s3: Any, sqs: 
     key = "dir/ünïcode name+.json"
     put = s3.put_object(Bucket=name, Key=key, Body=b"{}")
 
-    seen = _classified_until(sqs, queue_url, _has_file_and_test_event)
+    seen = await _classified_until(sqs, queue_url, _has_file_and_test_event)
     assert TestEvent(name) in seen
     expected = ObjectRef(name, key, None, put["ETag"].strip('"'), 2)
     assert FileEvents((expected,), "s3", via_sns=not raw) in seen
@@ -575,11 +586,11 @@ async def test_moto_service_notification_through_sns_is_a_file_event(moto_url: s
         )
     assert published
 
-    seen = _classified_until(sqs, queue_url, lambda seen: bool(seen))
+    seen = await _classified_until(sqs, queue_url, lambda seen: bool(seen))
     assert seen == [FileEvents((ObjectRef(BUCKET, key, "v1", ETAG, 7),), "service", via_sns=True)]
 
 
-def test_moto_eventbridge_object_created_is_a_file_event(moto_url: str, s3: Any, sqs: Any) -> None:
+async def test_moto_eventbridge_object_created_is_a_file_event(moto_url: str, s3: Any, sqs: Any) -> None:
     name = unique_id("envelopes-eb")
     events = boto_client("events", moto_url)
     queue_url, queue_arn = _queue(sqs, name)
@@ -597,7 +608,7 @@ def test_moto_eventbridge_object_created_is_a_file_event(moto_url: str, s3: Any,
     key = "raw/a+b%2Bc é.json"
     s3.put_object(Bucket=name, Key=key, Body=b"[]")
 
-    seen = _classified_until(sqs, queue_url, lambda seen: bool(seen))
+    seen = await _classified_until(sqs, queue_url, lambda seen: bool(seen))
     assert len(seen) == 1
     message = seen[0]
     assert isinstance(message, FileEvents)

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from app.ingestion.envelopes import ObjectRef
 from app.ingestion.ingestor import Ingestor
 from app.ingestion.loaders import rows
+from tests.helpers import resources
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +38,7 @@ async def test_duplicates_across_chunks_are_stored_once(
     records = [{"n": n % 4} for n in range(11)]  # 0 1 2 3 0 1 2 3 0 1 2: four distinct, over four chunks
     s3.put_object(Bucket=quiet_bucket, Key="chunks/dups.jsonl", Body=lines(*records))
 
-    outcome = await app.state.resources.ingestor.ingest(
+    outcome = await resources(app).ingestor.ingest(
         ObjectRef(quiet_bucket, "chunks/dups.jsonl", None, None, None), "cli"
     )
 
@@ -52,7 +53,7 @@ async def test_a_bad_record_in_a_late_chunk_rolls_back_the_earlier_chunks(
     body = lines(*({"n": n} for n in range(8))) + b"[1, 2]\n" + lines({"n": 9})  # line 9: not an object
     s3.put_object(Bucket=quiet_bucket, Key="chunks/bad.jsonl", Body=body)
 
-    outcome = await app.state.resources.ingestor.ingest(
+    outcome = await resources(app).ingestor.ingest(
         ObjectRef(quiet_bucket, "chunks/bad.jsonl", None, None, None), "cli"
     )
 
@@ -65,12 +66,12 @@ async def test_skip_rows_loads_the_good_records_of_every_chunk(
 ) -> None:
     body = b"".join(b"[0]\n" if n % 4 == 3 else json.dumps({"n": n}).encode() + b"\n" for n in range(12))
     s3.put_object(Bucket=quiet_bucket, Key="chunks/skip.jsonl", Body=body)
-    resources = app.state.resources
+    opened = resources(app)
     lenient = Ingestor(
-        resources.db,
-        lambda _bucket: resources.aws.s3,
-        resources.settings.model_copy(update={"ingest_error_policy": "skip_rows"}),
-        own_bucket=resources.settings.s3_bucket_name,
+        opened.db,
+        lambda _bucket: opened.aws.s3,
+        opened.settings.model_copy(update={"ingest_error_policy": "skip_rows"}),
+        own_bucket=opened.settings.s3_bucket_name,
     )
 
     outcome = await lenient.ingest(ObjectRef(quiet_bucket, "chunks/skip.jsonl", None, None, None), "cli")
@@ -89,11 +90,11 @@ async def test_an_event_without_a_version_id_costs_one_get_and_no_head(
     def record(model: Any, **_: Any) -> None:
         calls.append(model.name)
 
-    events = app.state.resources.aws.s3.meta.events
+    events = resources(app).aws.s3.meta.events
     events.register("before-call.s3", record, unique_id="count-s3-calls")
     try:
         ref = ObjectRef(quiet_bucket, "calls/one.jsonl", None, put["ETag"].strip('"'), None)
-        outcome = await app.state.resources.ingestor.ingest(ref, "sqs")
+        outcome = await resources(app).ingestor.ingest(ref, "sqs")
     finally:
         events.unregister("before-call.s3", unique_id="count-s3-calls")
 

@@ -15,8 +15,7 @@ from app.ingestion.claims import WORKER_ID
 from app.ingestion.envelopes import ObjectRef
 from app.ingestion.outcomes import Claimed
 from app.ingestion.reconcile import RECONCILE_LOCK_KEY, SweepBusy
-from app.main import create_app
-from tests.helpers import api_only
+from tests.helpers import resources, started_app
 from tests.ingestion.helpers import metric, wait_for_file, wait_for_metric
 
 
@@ -38,7 +37,7 @@ async def test_sweep_ingests_unseen_objects_under_the_prefix_once(
     s3.put_object(Bucket=quiet_bucket, Key="drop/deeper/b.csv", Body=b"n,m\n1,2\n")
     s3.put_object(Bucket=quiet_bucket, Key="elsewhere/c.jsonl", Body=jsonl({"n": 3}))
     s3.put_object(Bucket=quiet_bucket, Key="drop/reports/", Body=b"")  # a console "folder"
-    reconciler = app.state.resources.reconciler
+    reconciler = resources(app).reconciler
 
     first = await reconciler.sweep([(quiet_bucket, "drop/")], min_age_seconds=0)
 
@@ -70,7 +69,7 @@ async def test_sweep_leaves_young_objects_to_their_event(
 ) -> None:
     s3.put_object(Bucket=quiet_bucket, Key="young/a.jsonl", Body=jsonl({"n": 1}))
 
-    result = await app.state.resources.reconciler.sweep([(quiet_bucket, "young/")], min_age_seconds=3600)
+    result = await resources(app).reconciler.sweep([(quiet_bucket, "young/")], min_age_seconds=3600)
 
     assert (result.listed, result.unseen) == (0, 0)
     assert await log_rows(db, quiet_bucket) == []
@@ -81,7 +80,7 @@ async def test_sweep_skips_excluded_prefixes(
 ) -> None:
     s3.put_object(Bucket=quiet_bucket, Key="reports/2026-01-01/ingestion-report.json", Body=b"{}")
 
-    result = await app.state.resources.reconciler.sweep([(quiet_bucket, "")], min_age_seconds=0)
+    result = await resources(app).reconciler.sweep([(quiet_bucket, "")], min_age_seconds=0)
 
     assert result.unseen == 0
     assert await log_rows(db, quiet_bucket) == []
@@ -91,14 +90,14 @@ async def test_sweep_finishes_a_released_claim_that_no_message_will_bring_back(
     app: FastAPI, db: asyncpg.Connection, s3: Any, quiet_bucket: str
 ) -> None:
     s3.put_object(Bucket=quiet_bucket, Key="cut/a.jsonl", Body=jsonl({"n": 1}))
-    claimed = await app.state.resources.ingestor.claim(
+    claimed = await resources(app).ingestor.claim(
         ObjectRef(quiet_bucket, "cut/a.jsonl", None, None, None), "api"
     )
     assert isinstance(claimed, Claimed)
-    async with app.state.resources.db.acquire() as conn:  # what a shutdown mid-load leaves behind
+    async with resources(app).db.acquire() as conn:  # what a shutdown mid-load leaves behind
         await repository.release(conn, claimed.file_id, WORKER_ID)
 
-    result = await app.state.resources.reconciler.sweep([(quiet_bucket, "cut/")], min_age_seconds=0)
+    result = await resources(app).reconciler.sweep([(quiet_bucket, "cut/")], min_age_seconds=0)
 
     assert dict(result.outcomes) == {"completed": 1}
     row = await db.fetchrow(
@@ -116,10 +115,10 @@ async def test_one_sweep_at_a_time_across_replicas(
         async with other_replica.exclusive(RECONCILE_LOCK_KEY) as held:
             assert held
             with pytest.raises(SweepBusy):
-                await app.state.resources.reconciler.sweep([(quiet_bucket, "busy/")], min_age_seconds=0)
+                await resources(app).reconciler.sweep([(quiet_bucket, "busy/")], min_age_seconds=0)
             assert await log_rows(db, quiet_bucket) == []
         # Once the other replica's sweep is over, this one runs.
-        result = await app.state.resources.reconciler.sweep([(quiet_bucket, "busy/")], min_age_seconds=0)
+        result = await resources(app).reconciler.sweep([(quiet_bucket, "busy/")], min_age_seconds=0)
         assert dict(result.outcomes) == {"completed": 1}
     finally:
         await other_replica.close()
@@ -128,16 +127,12 @@ async def test_one_sweep_at_a_time_across_replicas(
 @pytest.fixture
 async def sweeping_app(settings: Settings, quiet_bucket: str) -> AsyncIterator[FastAPI]:
     """A replica whose background sweep lists the quiet bucket every second."""
-    application = create_app(
-        api_only(settings).model_copy(
-            update={
-                "reconcile_interval_seconds": 1,
-                "reconcile_prefixes": [f"s3://{quiet_bucket}/loop/"],
-                "reconcile_min_age_seconds": 0,
-            }
-        )
-    )
-    async with application.router.lifespan_context(application):
+    async with started_app(
+        settings,
+        reconcile_interval_seconds=1,
+        reconcile_prefixes=[f"s3://{quiet_bucket}/loop/"],
+        reconcile_min_age_seconds=0,
+    ) as (application, _):
         yield application
 
 
@@ -153,12 +148,9 @@ async def test_background_sweep_picks_up_an_object_dropped_without_any_event(
 
 async def test_background_sweep_outlives_a_failing_turn(settings: Settings) -> None:
     failed_before = metric("reconcile_sweeps_total", {"result": "failed"})
-    application = create_app(
-        api_only(settings).model_copy(
-            update={"reconcile_interval_seconds": 1, "reconcile_prefixes": ["s3://no-such-bucket-here/"]}
-        )
-    )
-    async with application.router.lifespan_context(application):
+    async with started_app(
+        settings, reconcile_interval_seconds=1, reconcile_prefixes=["s3://no-such-bucket-here/"]
+    ):
         # NoSuchBucket on every turn: the loop logs it and keeps going, a turn a second.
         await wait_for_metric("reconcile_sweeps_total", {"result": "failed"}, above=failed_before + 1)
 
@@ -171,7 +163,7 @@ async def test_sweep_skips_objects_whose_keys_the_service_refuses(
     s3.put_object(Bucket=quiet_bucket, Key="drop/rub\x7fout.jsonl", Body=jsonl({"n": 1}))
     s3.put_object(Bucket=quiet_bucket, Key="drop/fine.jsonl", Body=jsonl({"n": 2}))
     refused = metric("reconcile_objects_total", {"outcome": "invalid_key"})
-    result = await app.state.resources.reconciler.sweep([(quiet_bucket, "drop/")], min_age_seconds=0)
+    result = await resources(app).reconciler.sweep([(quiet_bucket, "drop/")], min_age_seconds=0)
     assert dict(result.outcomes) == {"completed": 1}
     assert [row["key"] for row in await log_rows(db, quiet_bucket)] == ["drop/fine.jsonl"]
     assert metric("reconcile_objects_total", {"outcome": "invalid_key"}) == refused + 1

@@ -10,9 +10,9 @@ import pytest
 from fastapi import FastAPI
 
 from app.ingestion.operations import redrive
-from app.main import create_app
 from tests.aws import queue_depth
-from tests.ingestion.helpers import s3_event, wait_for_file, wait_until
+from tests.helpers import eventually, resources, started_app
+from tests.ingestion.helpers import s3_event, wait_for_file
 
 OBJECTS = 3
 
@@ -60,18 +60,18 @@ async def test_redrive_interrupted_between_send_and_delete_duplicates_but_never_
         sqs.send_message(QueueUrl=dlq, MessageBody=json.dumps(event))
 
     with pytest.raises(ConnectionResetError):
-        await redrive(DiesBeforeDelete(app.state.resources.aws.sqs), source, dlq, 10, visibility_seconds=1)
+        await redrive(DiesBeforeDelete(resources(app).aws.sqs), source, dlq, 10, visibility_seconds=1)
 
     # The batch reached the source queue, and is still in the DLQ: duplicated, not lost.
     assert queue_depth(sqs, source) == OBJECTS
-    await wait_until(lambda: queue_depth(sqs, dlq) == OBJECTS)
+    await eventually(lambda: queue_depth(sqs, dlq) == OBJECTS)
 
     # Once the batch is visible in the DLQ again, the next redrive moves it.
     async def moved_again() -> bool:
-        result = await redrive(app.state.resources.aws.sqs, source, dlq, 10)
+        result = await redrive(resources(app).aws.sqs, source, dlq, 10)
         return result.moved > 0
 
-    await wait_until(moved_again)
+    await eventually(moved_again)
     assert queue_depth(sqs, dlq) == 0
     assert queue_depth(sqs, source) == 2 * OBJECTS
     await check_processed_once(app, source, sqs, db, quiet_bucket, keys)
@@ -82,15 +82,18 @@ async def check_processed_once(
 ) -> None:
     # A duplicate that arrives while its twin loads is `busy` and looks again once the lease would
     # expire: a short lease keeps that wait short.
-    settings = app.state.resources.settings.model_copy(
-        update={"sqs_queue_url": source, "sqs_wait_time_seconds": 1, "ingest_lease_seconds": 10}
-    )
-    replica = create_app(settings)
-    async with replica.router.lifespan_context(replica):
+    async with started_app(
+        resources(app).settings,
+        sqs_consumer_enabled=True,
+        sqs_queue_url=source,
+        sqs_wait_time_seconds=1,
+        ingest_lease_seconds=10,
+    ):
         for key in keys:
             row = await wait_for_file(db, bucket, key)
             assert (row["status"], row["rows_inserted"]) == ("completed", 2)
-        await wait_until(lambda: queue_depth(sqs, source) == 0, 60)  # the duplicates were acknowledged
+        # The duplicates were acknowledged.
+        await eventually(lambda: queue_depth(sqs, source) == 0, timeout=60)
     files = await db.fetchval("SELECT count(*) FROM file_processing_log WHERE bucket = $1", bucket)
     rows = await db.fetchval("SELECT count(*) FROM processed_data WHERE bucket = $1", bucket)
     assert (files, rows) == (OBJECTS, 2 * OBJECTS)

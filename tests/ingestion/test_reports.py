@@ -26,10 +26,8 @@ from app.ingestion.reports import (
     report_keys,
     seconds_until_next_run,
 )
-from app.main import create_app
 from tests.aws import receive_until, sns_envelope
-from tests.helpers import api_only
-from tests.ingestion.helpers import wait_until
+from tests.helpers import eventually, resources, started_app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # A day no other test's files fall on: the test moves its files there.
@@ -74,9 +72,9 @@ async def report_day_files(app: FastAPI, s3: Any) -> dict[str, int]:
     for key, body in files.items():
         if body is not None:
             s3.put_object(Bucket=bucket, Key=key, Body=body)
-        outcome = await app.state.resources.ingestor.ingest(ObjectRef(bucket, key, None, None, None), "cli")
+        outcome = await resources(app).ingestor.ingest(ObjectRef(bucket, key, None, None, None), "cli")
         ids[key] = outcome.file_id
-    async with app.state.resources.db.acquire() as conn:
+    async with resources(app).db.acquire() as conn:
         await conn.execute(
             "UPDATE file_processing_log SET created_at = $2 WHERE id = ANY($1::bigint[])",
             list(ids.values()),
@@ -86,14 +84,8 @@ async def report_day_files(app: FastAPI, s3: Any) -> dict[str, int]:
 
 
 def job(app: FastAPI, settings: Settings, now: datetime) -> DailyReportJob:
-    return DailyReportJob(
-        app.state.resources.db,
-        app.state.resources.aws.s3,
-        app.state.resources.aws.sns,
-        settings,
-        REPORT_AT,
-        clock=lambda: now,
-    )
+    opened = resources(app)
+    return DailyReportJob(opened.db, opened.aws.s3, opened.aws.sns, settings, REPORT_AT, clock=lambda: now)
 
 
 class Figures(HTMLParser):
@@ -193,8 +185,7 @@ async def test_report_for_a_day_with_completed_and_failed_files(
     assert parser.figures["p50_duration"].endswith(" s")
     assert (tmp_path / "report.png").stat().st_size > 10_000  # a page was painted, not a blank error
 
-    summary = await asyncio.to_thread(
-        receive_until,
+    summary = await receive_until(
         sqs,
         notifications_queue,
         lambda message: '"event": "report.daily", "date": "2001-02-03"' in sns_envelope(message)["Message"],
@@ -244,8 +235,7 @@ async def test_job_started_by_the_service_writes_the_due_report(
     yesterday = datetime.now(UTC).date() - timedelta(days=1)
     await db.execute("DELETE FROM daily_reports WHERE report_date = $1", yesterday)
     started = datetime.now(UTC)
-    application = create_app(api_only(settings).model_copy(update={"report_daily_at_utc": time(0, 0)}))
-    async with application.router.lifespan_context(application):
+    async with started_app(settings, report_daily_at_utc=time(0, 0)):
 
         async def written() -> Any:
             return await db.fetchval(
@@ -254,7 +244,7 @@ async def test_job_started_by_the_service_writes_the_due_report(
                 started,
             )
 
-        await wait_until(written)
+        await eventually(written)
     json_key, _ = report_keys(yesterday)
     stored = json.loads(s3.get_object(Bucket=bucket, Key=json_key)["Body"].read())
     assert stored["date"] == yesterday.isoformat()

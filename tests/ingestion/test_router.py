@@ -15,9 +15,8 @@ from app.ingestion import repository
 from app.ingestion.claims import WORKER_ID
 from app.ingestion.envelopes import ObjectRef
 from app.ingestion.outcomes import Transient
-from app.main import create_app
-from tests.helpers import api_only, bearer, problem_of
-from tests.ingestion.helpers import s3_event, wait_until
+from tests.helpers import bearer, eventually, problem_of, resources, started_app
+from tests.ingestion.helpers import s3_event
 
 READ = ["ingestion:read"]
 WRITE = ["ingestion:write", "ingestion:read"]
@@ -37,7 +36,7 @@ async def final(client: httpx.AsyncClient, file_id: int) -> dict[str, Any]:
         body: dict[str, Any] = (await client.get(f"/ingestion/files/{file_id}", headers=bearer(READ))).json()
         return body if body["status"] in ("completed", "failed", "skipped") else None
 
-    result: dict[str, Any] = await wait_until(done)
+    result: dict[str, Any] = await eventually(done)
     return result
 
 
@@ -144,7 +143,7 @@ async def test_redrive_moves_dead_letters_back_and_they_get_processed(
         items = [item for item in listing.json()["items"] if item["bucket"] == quiet_bucket]
         return items and items[0]["status"] == "completed"
 
-    await wait_until(completed)
+    await eventually(completed)
 
 
 async def test_daily_report_counts_the_days_files(
@@ -193,11 +192,7 @@ async def test_api_load_cut_by_shutdown_is_left_pending_and_taken_again(
     so that asking again (or the reconcile sweep) takes the file."""
     key = "cut/big.jsonl"
     s3.put_object(Bucket=quiet_bucket, Key=key, Body=b"".join(b'{"n": %d}\n' % n for n in range(300_000)))
-    first = create_app(api_only(settings))
-    async with (
-        first.router.lifespan_context(first),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=first), base_url="http://testserver") as http,
-    ):
+    async with started_app(settings) as (_, http):
         response = await http.post(
             "/ingestion/files", json={"bucket": quiet_bucket, "key": key}, headers=bearer(WRITE)
         )
@@ -207,16 +202,12 @@ async def test_api_load_cut_by_shutdown_is_left_pending_and_taken_again(
             status = await db.fetchval("SELECT status FROM file_processing_log WHERE id = $1", file_id)
             return status == "processing"
 
-        await wait_until(loading)
+        await eventually(loading)
     row = await db.fetchrow("SELECT status, lease_owner FROM file_processing_log WHERE id = $1", file_id)
     assert dict(row) == {"status": "pending", "lease_owner": None}
     assert await db.fetchval("SELECT count(*) FROM processed_data WHERE file_id = $1", file_id) == 0
 
-    second = create_app(api_only(settings))
-    async with (
-        second.router.lifespan_context(second),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=second), base_url="http://testserver") as http,
-    ):
+    async with started_app(settings) as (_, http):
         again = await http.post(
             "/ingestion/files", json={"bucket": quiet_bucket, "key": key}, headers=bearer(WRITE)
         )
@@ -246,11 +237,7 @@ async def test_api_loads_beyond_the_limit_are_429_with_retry_after(
     big, small = "limit/big.jsonl", "limit/small.jsonl"
     s3.put_object(Bucket=quiet_bucket, Key=big, Body=b"".join(b'{"n": %d}\n' % n for n in range(200_000)))
     s3.put_object(Bucket=quiet_bucket, Key=small, Body=b'{"n": 1}\n')
-    one = create_app(api_only(settings).model_copy(update={"ingest_max_api_loads": 1}))
-    async with (
-        one.router.lifespan_context(one),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=one), base_url="http://testserver") as http,
-    ):
+    async with started_app(settings, ingest_max_api_loads=1) as (_, http):
         first = await ingest(http, quiet_bucket, big)
         refused = await http.post(
             "/ingestion/files", json={"bucket": quiet_bucket, "key": small}, headers=bearer(WRITE)
@@ -273,20 +260,14 @@ async def test_load_waiting_for_a_pooled_connection_gives_up_and_is_retried_late
 ) -> None:
     key = "wait/x.jsonl"
     s3.put_object(Bucket=quiet_bucket, Key=key, Body=b'{"n": 1}\n')
-    tight = api_only(settings).model_copy(
-        update={"db_pool_min_size": 1, "db_pool_max_size": 1, "db_pool_wait_seconds": 0.5}
-    )
-    application = create_app(tight)
-    async with application.router.lifespan_context(application):
-        async with application.state.resources.db.acquire():  # the only connection, held elsewhere
+    tight = {"db_pool_min_size": 1, "db_pool_max_size": 1, "db_pool_wait_seconds": 0.5}
+    async with started_app(settings, **tight) as (application, _):
+        opened = resources(application)
+        async with opened.db.acquire():  # the only connection, held elsewhere
             with pytest.raises(Transient):
                 async with asyncio.timeout(10):  # before the fix it waited for ever
-                    await application.state.resources.ingestor.ingest(
-                        ObjectRef(quiet_bucket, key, None, None, None), "cli"
-                    )
-        outcome = await application.state.resources.ingestor.ingest(
-            ObjectRef(quiet_bucket, key, None, None, None), "cli"
-        )
+                    await opened.ingestor.ingest(ObjectRef(quiet_bucket, key, None, None, None), "cli")
+        outcome = await opened.ingestor.ingest(ObjectRef(quiet_bucket, key, None, None, None), "cli")
         assert outcome.status == "completed"
 
 
@@ -296,7 +277,7 @@ async def test_pending_file_left_by_a_transient_failure_can_be_retried(
     key = "pending/x.jsonl"
     s3.put_object(Bucket=quiet_bucket, Key=key, Body=b'{"n": 1}\n')
     # What a transient failure of an API-triggered load leaves: a released claim, no message behind it.
-    claimed = await app.state.resources.ingestor.claim(ObjectRef(quiet_bucket, key, None, None, None), "api")
+    claimed = await resources(app).ingestor.claim(ObjectRef(quiet_bucket, key, None, None, None), "api")
     await repository.release(db, claimed.file_id, WORKER_ID)
     retried = await client.post(f"/ingestion/files/{claimed.file_id}/retry", headers=bearer(WRITE))
     assert retried.status_code == 202, retried.text

@@ -24,7 +24,7 @@ async def test_string_message_with_subject_and_attributes_reaches_subscribers(
         headers=bearer(["sns:publish"]),
     )
     assert response.status_code == 202, response.text
-    envelope = sns_envelope(receive_until(sqs, notifications_queue, body_is(text)))
+    envelope = sns_envelope(await receive_until(sqs, notifications_queue, body_is(text)))
     assert envelope["MessageId"] == response.json()["message_id"]
     assert envelope["Subject"] == "Greeting"
     assert envelope["MessageAttributes"]["kind"] == {"Type": "String", "Value": "greeting"}
@@ -37,7 +37,7 @@ async def test_json_message_is_sent_serialized(
     document = {"order": unique_id(), "lines": [1, 2]}
     response = await client.post("/sns/publish", json={"message": document}, headers=bearer())
     assert response.status_code == 202
-    envelope = sns_envelope(receive_until(sqs, notifications_queue, body_is(json.dumps(document))))
+    envelope = sns_envelope(await receive_until(sqs, notifications_queue, body_is(json.dumps(document))))
     assert json.loads(envelope["Message"]) == document
 
 

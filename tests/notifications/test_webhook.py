@@ -6,7 +6,7 @@ import json
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,7 +23,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.core.config import Settings, SettingsError, load
 from app.core.logging import HANDLER_NAME
-from app.main import create_app
 from app.notifications.deps import get_notification_handler
 from app.notifications.sns_verification import (
     CERT_MAX_BYTES,
@@ -33,7 +32,7 @@ from app.notifications.sns_verification import (
     SnsMessageVerifier,
 )
 from tests.aws import AWS_REGION
-from tests.helpers import ROOT, api_only, problem_of, unique_id
+from tests.helpers import ROOT, client_of, problem_of, resources, started_app, unique_id
 
 OTHER_TOPIC_ARN = "arn:aws:sns:us-east-1:123456789012:someone-elses-topic"
 # The keys AWS documents for the string to sign, written out here independently of the app.
@@ -129,30 +128,16 @@ def loopback(signing_key: rsa.RSAPrivateKey) -> Iterator[Loopback]:
 # --- the apps: the webhook trusting only the loopback's /sns/ paths, or with the default rule -------
 
 
-@asynccontextmanager
-async def started(settings: Settings) -> AsyncIterator[FastAPI]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        yield app
-
-
-@asynccontextmanager
-async def client_of(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-        yield http
-
-
 @pytest.fixture(scope="module")
 def loopback_settings(settings: Settings, loopback: Loopback) -> Settings:
     # Trusting only /sns/ keeps an untrusted URL on the same live server: a fetch of it would show.
     trusted = rf"^http://127\.0\.0\.1:{loopback.port}/sns/"
-    return api_only(settings).model_copy(update={"sns_trusted_url_pattern": trusted})
+    return settings.model_copy(update={"sns_trusted_url_pattern": trusted})
 
 
 @pytest.fixture(scope="module")
 async def webhook_app(loopback_settings: Settings) -> AsyncIterator[FastAPI]:
-    async with started(loopback_settings) as app:
+    async with started_app(loopback_settings) as (app, _):
         yield app
 
 
@@ -165,7 +150,7 @@ async def webhook(webhook_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture(scope="module")
 async def v1_webhook_app(loopback_settings: Settings) -> AsyncIterator[FastAPI]:
     """The webhook with SNS_ALLOW_SIGNATURE_V1 on."""
-    async with started(loopback_settings.model_copy(update={"sns_allow_signature_v1": True})) as app:
+    async with started_app(loopback_settings, sns_allow_signature_v1=True) as (app, _):
         yield app
 
 
@@ -181,7 +166,7 @@ class DefaultRuleWebhook:
 async def default_rule_app(settings: Settings) -> AsyncIterator[FastAPI]:
     # The class default, not whatever the environment says: this is the rule a deployment gets.
     default = Settings.model_fields["sns_trusted_url_pattern"].default
-    async with started(api_only(settings).model_copy(update={"sns_trusted_url_pattern": default})) as app:
+    async with started_app(settings, sns_trusted_url_pattern=default) as (app, _):
         yield app
 
 
@@ -195,7 +180,7 @@ async def default_rule_webhook(default_rule_app: FastAPI) -> AsyncIterator[Defau
             webhook.outbound.append(str(request.url))
             raise httpx.ConnectError("no outbound request in this test", request=request)
 
-        default_rule_app.state.resources.http.event_hooks = {"request": [refuse], "response": []}
+        resources(default_rule_app).http.event_hooks = {"request": [refuse], "response": []}
         yield webhook
 
 

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from devtools.bootstrap import bootstrap_aws
 from tests.aws import AWS_REGION, queue_depth
-from tests.ingestion.helpers import wait_until
+from tests.helpers import eventually
 
 
 def isolated_env(moto_url: str, service_env: dict[str, str]) -> dict[str, str]:
@@ -59,30 +59,48 @@ async def file_statuses(db: asyncpg.Connection, bucket: str) -> list[asyncpg.Rec
 
 
 async def wait_for_status(
-    db: asyncpg.Connection, bucket: str, status: str, deadline_seconds: float
+    db: asyncpg.Connection,
+    bucket: str,
+    status: str,
+    timeout: float,  # noqa: ASYNC109  (eventually()'s)
 ) -> asyncpg.Record:
-    """The bucket's (single) file once it has `status`."""
-
-    async def found() -> asyncpg.Record | None:
-        return await db.fetchrow(
+    """The first file of the bucket found with `status`, once there is one."""
+    return await eventually(
+        lambda: db.fetchrow(
             "SELECT * FROM file_processing_log WHERE bucket = $1 AND status = $2", bucket, status
-        )
+        ),
+        timeout=timeout,
+        message=f"a file of {bucket} {status}",
+    )
 
-    return await wait_until(found, deadline_seconds=deadline_seconds)
+
+async def wait_all_claimed(db: asyncpg.Connection, bucket: str, files: int) -> None:
+    """Until the consumer has claimed each of the bucket's files: it took every message, and ingestion is
+    under way, the latest claims usually still loading."""
+    await eventually(
+        lambda: db.fetchval(
+            "SELECT count(*) >= $2 FROM file_processing_log WHERE bucket = $1", bucket, files
+        ),
+        timeout=60,
+        message=f"all {files} files of {bucket} claimed",
+    )
 
 
 async def wait_all_completed(
-    db: asyncpg.Connection, bucket: str, files: int, deadline_seconds: float
+    db: asyncpg.Connection,
+    bucket: str,
+    files: int,
+    timeout: float,  # noqa: ASYNC109  (eventually()'s)
 ) -> None:
     async def all_completed() -> bool:
         statuses = await file_statuses(db, bucket)
         return len(statuses) == files and all(row["status"] == "completed" for row in statuses)
 
     try:
-        await wait_until(all_completed, deadline_seconds=deadline_seconds)
-    except AssertionError:
+        await eventually(all_completed, timeout=timeout, message=f"all {files} files of {bucket} completed")
+    except AssertionError as exc:
         raise AssertionError(
-            f"not all completed: {[tuple(r) for r in await file_statuses(db, bucket)]}"
+            f"{exc}; statuses: {[tuple(r) for r in await file_statuses(db, bucket)]}"
         ) from None
 
 

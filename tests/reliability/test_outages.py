@@ -11,10 +11,8 @@ import httpx
 import pytest
 
 from app.core.config import Settings
-from app.main import create_app
 from tests.faults import TcpProxy
-from tests.helpers import ServiceProcess, api_only, bearer, problem_of, unique_id
-from tests.ingestion.helpers import wait_until
+from tests.helpers import ServiceProcess, bearer, eventually, problem_of, started_app, unique_id
 from tests.reliability.helpers import (
     assert_exactly_once,
     errors_logged,
@@ -24,6 +22,7 @@ from tests.reliability.helpers import (
     queue_depth,
     scrape,
     service_env_of,
+    wait_all_claimed,
     wait_all_completed,
 )
 
@@ -98,20 +97,20 @@ async def test_database_outage_during_ingestion_and_api_traffic(
 ) -> None:
     proxy, proxied = db_proxy
     service = spawn_service({**service_env_of(env), "DATABASE_URL": proxied})
-    await service.await_healthy()
+    await service.wait_healthy()
     rows_by_file = dict.fromkeys(range(20), 3_000)
     async with Traffic(service.url) as traffic:
         put_files(s3, env, "db", rows_by_file)
-        await asyncio.sleep(0.5)  # ingestion under way: take the database away mid-flight
-        await proxy.cut()
+        await wait_all_claimed(db, env["S3_BUCKET_NAME"], len(rows_by_file))  # some still loading
+        await proxy.cut()  # mid-flight
         during = len(traffic.answers)
-        await asyncio.sleep(OUTAGE_SECONDS)
+        await asyncio.sleep(OUTAGE_SECONDS)  # the outage itself: it lasts this long
         outage = traffic.answers[during:]
         outage_ready = traffic.ready[during:]
         await proxy.restore()
-        await wait_all_completed(db, env["S3_BUCKET_NAME"], len(rows_by_file), deadline_seconds=120)
+        await wait_all_completed(db, env["S3_BUCKET_NAME"], len(rows_by_file), timeout=120)
         after = len(traffic.answers)
-        await asyncio.sleep(1)
+        await eventually(lambda: len(traffic.answers) >= after + 3, message="three answers after recovering")
 
     assert outage, "the API must keep answering during the outage"
     assert {status for status, _, _ in outage} <= {404, 503}  # 404: answered just before the cut
@@ -135,11 +134,11 @@ async def test_s3_and_sqs_outage_backs_off_and_loses_nothing(
 ) -> None:
     proxy, proxied = aws_proxy
     service = spawn_service({**service_env_of(env), "AWS_ENDPOINT_URL": proxied})
-    await service.await_healthy()
+    await service.wait_healthy()
     rows_by_file = dict.fromkeys(range(20), 2_000)
     put_files(s3, env, "aws", rows_by_file)
-    await asyncio.sleep(0.5)
-    await proxy.cut()
+    await wait_all_claimed(db, env["S3_BUCKET_NAME"], len(rows_by_file))  # some still loading
+    await proxy.cut()  # mid-flight
     async with httpx.AsyncClient(base_url=service.url, timeout=30) as http:
         ready = [(await http.get("/ready")).status_code]
         started = time.monotonic()
@@ -147,10 +146,10 @@ async def test_s3_and_sqs_outage_backs_off_and_loses_nothing(
         assert (read.status_code, read.headers["content-type"]) == (503, "application/problem+json")
         assert time.monotonic() - started < ANSWER_WITHIN_SECONDS
         refused_before = proxy.refused
-        await asyncio.sleep(OUTAGE_SECONDS)
+        await asyncio.sleep(OUTAGE_SECONDS)  # the outage itself: it lasts this long
         attempts = proxy.refused - refused_before  # what the consumer tried while AWS was gone
         await proxy.restore()
-        await wait_all_completed(db, env["S3_BUCKET_NAME"], len(rows_by_file), deadline_seconds=120)
+        await wait_all_completed(db, env["S3_BUCKET_NAME"], len(rows_by_file), timeout=120)
         ready.append((await http.get("/ready")).status_code)
 
     print(f"connection attempts to AWS during a {OUTAGE_SECONDS}s outage: {attempts}")  # noqa: T201
@@ -176,13 +175,13 @@ async def test_slow_s3_keeps_a_long_file_invisible_with_the_heartbeat(
     message hidden, so no other receive sees it, and it is deleted once, after the commit."""
     proxy, proxied = aws_proxy
     service = spawn_service({**service_env_of(env), "AWS_ENDPOINT_URL": proxied})
-    await service.await_healthy()
+    await service.wait_healthy()
     received_before = (await scrape(service.url)).get("consumer_received_total", 0)
     rows = 60_000  # ~5 MB: about 80 chunks of 64 KiB
     proxy.latency = 0.2
     started = time.monotonic()
     s3.put_object(Bucket=env["S3_BUCKET_NAME"], Key="slow/long.jsonl", Body=jsonl(0, rows))
-    await wait_all_completed(db, env["S3_BUCKET_NAME"], 1, deadline_seconds=120)
+    await wait_all_completed(db, env["S3_BUCKET_NAME"], 1, timeout=120)
     took = time.monotonic() - started
     await proxy.restore()
 
@@ -191,21 +190,18 @@ async def test_slow_s3_keeps_a_long_file_invisible_with_the_heartbeat(
     metrics = await scrape(service.url)
     assert metrics["consumer_received_total"] - received_before == 1  # never redelivered
     assert metrics.get('ingest_files_total{outcome="busy"}', 0) == 0
-    await wait_until(lambda: queue_depth(sqs, env["SQS_QUEUE_URL"]) == 0)  # deleted after the commit
+    await eventually(lambda: queue_depth(sqs, env["SQS_QUEUE_URL"]) == 0)  # deleted after the commit
 
 
 async def test_ingest_now_during_a_database_outage_is_503_not_500(
     settings: Settings, db_proxy: tuple[TcpProxy, str]
 ) -> None:
     proxy, proxied = db_proxy
-    application = create_app(api_only(settings).model_copy(update={"database_url": proxied}))
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            await proxy.cut()
-            response = await http.post(
-                "/ingestion/files", json={"key": "outage/now.jsonl"}, headers=bearer(["ingestion:write"])
-            )
-            assert problem_of(response)["status"] == 503
-            assert response.headers["retry-after"]
-            await proxy.restore()
+    async with started_app(settings, database_url=proxied) as (_, http):
+        await proxy.cut()
+        response = await http.post(
+            "/ingestion/files", json={"key": "outage/now.jsonl"}, headers=bearer(["ingestion:write"])
+        )
+        assert problem_of(response)["status"] == 503
+        assert response.headers["retry-after"]
+        await proxy.restore()

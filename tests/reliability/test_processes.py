@@ -13,8 +13,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.helpers import ServiceProcess
-from tests.ingestion.helpers import wait_until, wrap_in_sns
+from tests.helpers import ServiceProcess, eventually
+from tests.ingestion.helpers import wrap_in_sns
 from tests.reliability.helpers import (
     assert_exactly_once,
     isolated_env,
@@ -64,7 +64,7 @@ async def test_several_consumers_with_duplicate_deliveries_ingest_exactly_once(
 ) -> None:
     services = [spawn_service(service_env_of(env)) for _ in range(instances)]
     for service in services:
-        await service.await_healthy()
+        await service.wait_healthy()
     files, rows = 30, 50
     for number in range(files):
         key = f"many/{number:02d}.jsonl"
@@ -77,7 +77,7 @@ async def test_several_consumers_with_duplicate_deliveries_ingest_exactly_once(
             wrapped = wrap_in_sns(notification, env["SNS_TOPIC_ARN"])
             sqs.send_message(QueueUrl=env["SQS_QUEUE_URL"], MessageBody=json.dumps(wrapped))
 
-    await wait_all_completed(db, env["S3_BUCKET_NAME"], files, deadline_seconds=120)
+    await wait_all_completed(db, env["S3_BUCKET_NAME"], files, timeout=120)
     await assert_exactly_once(db, sqs, env, dict.fromkeys(range(files), rows))
 
 
@@ -89,22 +89,22 @@ async def test_kill_9_at_random_points_loses_nothing_and_loads_nothing_twice(
     print(f"kill schedule seed: {seed}")  # noqa: T201  (to replay a failure)
     rows_by_file = {number: rng.choice([10, 2_000, 40_000, 40_000]) for number in range(24)}
     service = spawn_service(service_env_of(env))
-    await service.await_healthy()
+    await service.wait_healthy()
     put_files(s3, env, "kill", rows_by_file)
 
     # Even rounds kill while a file is being loaded (mid-COPY, or just after its commit, before the
     # delete); odd rounds at a random moment after start-up (often before any claim).
     for round_number in range(6):
         if round_number % 2 == 0:
-            await wait_until(partial(loading_in, db, env["S3_BUCKET_NAME"], service), deadline_seconds=60)
+            await eventually(partial(loading_in, db, env["S3_BUCKET_NAME"], service), timeout=60)
             await asyncio.sleep(rng.uniform(0, 0.3))
         else:
             await asyncio.sleep(rng.uniform(0, 1.5))
         service.kill()
         service = spawn_service(service_env_of(env))
-        await service.await_healthy()
+        await service.wait_healthy()
 
-    await wait_all_completed(db, env["S3_BUCKET_NAME"], len(rows_by_file), deadline_seconds=180)
+    await wait_all_completed(db, env["S3_BUCKET_NAME"], len(rows_by_file), timeout=180)
     await assert_exactly_once(db, sqs, env, rows_by_file)
     processing = await db.fetchval(
         "SELECT count(*) FROM file_processing_log WHERE bucket = $1 AND status = 'processing'",
@@ -123,13 +123,13 @@ async def test_consumer_killed_mid_file_is_finished_by_another_after_the_lease(
     bucket = env["S3_BUCKET_NAME"]
     rows = 400_000
     first = spawn_service(service_env_of(env))
-    await first.await_healthy()
+    await first.wait_healthy()
     s3.put_object(Bucket=bucket, Key="big/file.jsonl", Body=jsonl(1, rows))
-    await wait_for_status(db, bucket, "processing", deadline_seconds=60)
+    await wait_for_status(db, bucket, "processing", timeout=60)
     first.kill()
     second = spawn_service(service_env_of(env))
-    await second.await_healthy()
-    row = await wait_for_status(db, bucket, "completed", deadline_seconds=120)
+    await second.wait_healthy()
+    row = await wait_for_status(db, bucket, "completed", timeout=120)
     assert row["attempts"] == 2
     assert row["rows_inserted"] == rows
     assert await db.fetchval("SELECT count(*) FROM processed_data WHERE bucket = $1", bucket) == rows
@@ -141,9 +141,9 @@ async def test_sigterm_mid_file_releases_it_and_exits_within_the_grace_period(
     bucket = env["S3_BUCKET_NAME"]
     rows = 400_000
     first = spawn_service({**service_env_of(env), "SHUTDOWN_GRACE_SECONDS": "1"})
-    await first.await_healthy()
+    await first.wait_healthy()
     s3.put_object(Bucket=bucket, Key="big/term.jsonl", Body=jsonl(2, rows))
-    await wait_for_status(db, bucket, "processing", deadline_seconds=60)
+    await wait_for_status(db, bucket, "processing", timeout=60)
     started = time.monotonic()
     first.process.terminate()
     exit_code = await asyncio.to_thread(first.process.wait, 30)
@@ -158,7 +158,7 @@ async def test_sigterm_mid_file_releases_it_and_exits_within_the_grace_period(
     assert "in-flight messages released at shutdown" in first.log_path.read_text()
 
     second = spawn_service(service_env_of(env))
-    await second.await_healthy()
-    row = await wait_for_status(db, bucket, "completed", deadline_seconds=120)
+    await second.wait_healthy()
+    row = await wait_for_status(db, bucket, "completed", timeout=120)
     assert (row["attempts"], row["rows_inserted"]) == (2, rows)
     assert await db.fetchval("SELECT count(*) FROM processed_data WHERE bucket = $1", bucket) == rows

@@ -9,13 +9,10 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from fastapi import FastAPI
 
 from app.core.config import Settings
-from app.main import create_app
 from tests.faults import TcpProxy
-from tests.helpers import api_only, bearer, problem_of, unique_id
-from tests.ingestion.helpers import wait_until
+from tests.helpers import bearer, eventually, problem_of, started_app, unique_id
 from tests.users.test_router import BODIES, create
 
 
@@ -73,11 +70,8 @@ async def send_queue(sqs: Any) -> str:
 
 @pytest.fixture
 async def send_client(settings: Settings, send_queue: str) -> AsyncIterator[httpx.AsyncClient]:
-    app: FastAPI = create_app(api_only(settings).model_copy(update={"sqs_queue_url": send_queue}))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield http
+    async with started_app(settings, sqs_queue_url=send_queue) as (_, http):
+        yield http
 
 
 def drain(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
@@ -157,22 +151,17 @@ async def test_reading_user_files_holds_no_database_connection_while_s3_answers(
     user_id = unique_id()
     put_user_file(s3, bucket, "health", user_id, {"blood_type": "O+"})
     proxy, proxied = await TcpProxy.in_front_of(moto_url)
-    slow = api_only(settings).model_copy(
-        update={"aws_endpoint_url": proxied, "db_pool_min_size": 1, "db_pool_max_size": 1}
-    )
-    app = create_app(slow)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            proxy.latency = 1.0
-            before = proxy.requests
-            files = asyncio.create_task(http.get(f"/users/{user_id}/s3/all", headers=bearer()))
-            await wait_until(lambda: proxy.requests > before)  # the files' read is under way
-            started = time.monotonic()
-            other = await http.get(f"/users/{unique_id()}/personal", headers=bearer())
-            waited = time.monotonic() - started
-            assert other.status_code == 404
-            assert not files.done()
-            assert waited < 0.5
-            assert (await files).status_code == 200
+    slow = {"aws_endpoint_url": proxied, "db_pool_min_size": 1, "db_pool_max_size": 1}
+    async with started_app(settings, **slow) as (_, http):
+        proxy.latency = 1.0
+        before = proxy.requests
+        files = asyncio.create_task(http.get(f"/users/{user_id}/s3/all", headers=bearer()))
+        await eventually(lambda: proxy.requests > before)  # the files' read is under way
+        started = time.monotonic()
+        other = await http.get(f"/users/{unique_id()}/personal", headers=bearer())
+        waited = time.monotonic() - started
+        assert other.status_code == 404
+        assert not files.done()
+        assert waited < 0.5
+        assert (await files).status_code == 200
     await proxy.stop()

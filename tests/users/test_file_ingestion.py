@@ -16,8 +16,7 @@ from fastapi import FastAPI
 from app.core.config import Settings
 from app.ingestion.dispatcher import Dispatcher
 from app.ingestion.envelopes import ObjectRef
-from app.main import create_app
-from tests.helpers import api_only, bearer, unique_id
+from tests.helpers import bearer, resources, started_app, unique_id
 from tests.ingestion.helpers import wait_for_file
 
 S3_SECOND = 1.1  # S3's Last-Modified has whole seconds: versions a second apart are ordered by it
@@ -28,11 +27,8 @@ async def sender(settings: Settings, sqs: Any) -> AsyncIterator[tuple[FastAPI, h
     """An API-only app whose /users/sqs/send goes to a queue of the test's own, so the test decides when
     each message is handled (and in which order)."""
     queue: str = sqs.create_queue(QueueName=f"test-order-{unique_id()}")["QueueUrl"]
-    app = create_app(api_only(settings).model_copy(update={"sqs_queue_url": queue}))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield app, http, queue
+    async with started_app(settings, sqs_queue_url=queue) as (app, http):
+        yield app, http, queue
 
 
 async def send(http: httpx.AsyncClient, sqs: Any, queue: str, user_id: str) -> str:
@@ -48,7 +44,8 @@ async def send(http: httpx.AsyncClient, sqs: Any, queue: str, user_id: str) -> s
 
 async def handle(app: FastAPI, bucket: str, body: str) -> None:
     """What the consumer does with the message: the user file is written (then ingested on its event)."""
-    dispatcher = Dispatcher(app.state.resources.ingestor, app.state.resources.aws.s3, bucket)
+    opened = resources(app)
+    dispatcher = Dispatcher(opened.ingestor, opened.aws.s3, bucket)
     verdict = await dispatcher.dispatch(body, message_id=secrets.token_hex(4), trigger="sqs")
     assert verdict.action == "delete", verdict
 
@@ -106,8 +103,7 @@ def own_bucket(s3: Any) -> str:
 @pytest.fixture(scope="module")
 async def owner_app(settings: Settings, own_bucket: str) -> AsyncIterator[FastAPI]:
     """A service whose own bucket (S3_BUCKET_NAME) is `own_bucket`."""
-    app = create_app(api_only(settings).model_copy(update={"s3_bucket_name": own_bucket}))
-    async with app.router.lifespan_context(app):
+    async with started_app(settings, s3_bucket_name=own_bucket) as (app, _):
         yield app
 
 
@@ -123,10 +119,10 @@ async def test_older_object_version_loaded_after_a_newer_one_changes_nothing(
     user_id = unique_id()
     key = f"users/financial/batch-{secrets.token_hex(4)}.jsonl"
     older = put_version(s3, own_bucket, key, [{"user_id": user_id, "account_number": "OLD00001"}])
-    await asyncio.sleep(S3_SECOND)
+    await asyncio.sleep(S3_SECOND)  # the next version gets a later Last-Modified
     newer = put_version(s3, own_bucket, key, [{"user_id": user_id, "account_number": "NEW00001"}])
-    assert (await owner_app.state.resources.ingestor.ingest(newer, "cli")).status == "completed"
-    late = await owner_app.state.resources.ingestor.ingest(older, "cli")
+    assert (await resources(owner_app).ingestor.ingest(newer, "cli")).status == "completed"
+    late = await resources(owner_app).ingestor.ingest(older, "cli")
     assert (late.status, late.counts.rows_inserted, late.counts.rows_skipped) == ("completed", 0, 1)
     stored = await db.fetchval("SELECT account_number FROM users_financial WHERE user_id = $1", user_id)
     assert stored == "NEW00001"
@@ -149,14 +145,14 @@ async def test_a_records_own_updated_at_orders_it_but_never_past_its_file(
     future = {"user_id": user_id, "blood_type": "O-", "updated_at": "2999-01-01T00:00:00+00:00"}
     for records in ([first], [second], [future]):
         ref = put_version(s3, own_bucket, key, records)
-        assert (await owner_app.state.resources.ingestor.ingest(ref, "cli")).status == "completed"
+        assert (await resources(owner_app).ingestor.ingest(ref, "cli")).status == "completed"
     row = await db.fetchrow("SELECT blood_type, updated_at FROM users_health WHERE user_id = $1", user_id)
     assert row["blood_type"] == "O-"
     # Capped at the file's own time, so the future cannot lock the record against later files.
     assert row["updated_at"].year < 2999
-    await asyncio.sleep(S3_SECOND)
+    await asyncio.sleep(S3_SECOND)  # the next version gets a later Last-Modified
     later = put_version(s3, own_bucket, key, [{"user_id": user_id, "blood_type": "AB+"}])
-    assert (await owner_app.state.resources.ingestor.ingest(later, "cli")).status == "completed"
+    assert (await resources(owner_app).ingestor.ingest(later, "cli")).status == "completed"
     assert await db.fetchval("SELECT blood_type FROM users_health WHERE user_id = $1", user_id) == "AB+"
 
 
@@ -167,7 +163,7 @@ async def test_users_prefix_of_another_bucket_lands_as_plain_rows(
     user_id = unique_id()
     key = f"users/financial/{secrets.token_hex(4)}.jsonl"
     ref = put_version(s3, own_bucket, key, [{"user_id": user_id, "account_number": "ATTACKER01"}])
-    outcome = await app.state.resources.ingestor.ingest(ref, "cli")
+    outcome = await resources(app).ingestor.ingest(ref, "cli")
     assert (outcome.status, outcome.counts.rows_inserted) == ("completed", 1)
     assert await db.fetchval("SELECT count(*) FROM users_financial WHERE user_id = $1", user_id) == 0
     landed = await db.fetchval("SELECT count(*) FROM processed_data WHERE file_id = $1", outcome.file_id)
