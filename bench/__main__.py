@@ -63,7 +63,9 @@ def upload_case(infra: Infra, megabytes: int) -> Result:
     )
 
 
-async def run(infra: Infra, plan: Plan, cases: set[str]) -> tuple[list[Result], list[Skipped]]:
+async def run(
+    infra: Infra, plan: Plan, cases: set[str], *, tuned: bool = True
+) -> tuple[list[Result], list[Skipped]]:
     results: list[Result] = []
     skipped: list[Skipped] = []
 
@@ -108,7 +110,7 @@ async def run(infra: Infra, plan: Plan, cases: set[str]) -> tuple[list[Result], 
         if "big" in cases and plan.big_megabytes:
             add(await ingest.big_file_case(infra, conn, dataset, plan.big_megabytes))
         if "api" in cases:
-            add(await api.api_cases(infra, plan.runs, plan.api_seconds))
+            add(await api.api_cases(infra, plan.runs, plan.api_seconds, tuned=tuned))
         if "consumer" in cases:
             add(await consumer.consumer_cases(infra, conn, plan.consumer_files, plan.runs))
     finally:
@@ -124,6 +126,12 @@ def main() -> int:
     )
     parser.add_argument("--megabytes", type=int, help="size of the peak-RSS JSON Lines file (the `big` case)")
     parser.add_argument("--runs", type=int, help="runs of each case")
+    parser.add_argument(
+        "--untuned",
+        action="store_true",
+        help="the API case without app/core/perf.py's tuned() for the service and its floors alike "
+        "(what the tuning is worth)",
+    )
     args = parser.parse_args()
     cases = set(args.cases.split(","))
     if unknown := cases - set(CASES):
@@ -137,7 +145,7 @@ def main() -> int:
     started = time.perf_counter()
     with infrastructure() as infra:
         migrate(infra)
-        results, skipped = asyncio.run(run(infra, plan, cases))
+        results, skipped = asyncio.run(run(infra, plan, cases, tuned=not args.untuned))
     elapsed = time.perf_counter() - started
     print()
     print(table(results, skipped))
@@ -145,6 +153,7 @@ def main() -> int:
         "mode": "quick" if args.quick else "full",
         "plan": asdict(plan),
         "cases": sorted(cases),
+        "tuned": not args.untuned,
         "seconds": round(elapsed),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

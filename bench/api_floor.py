@@ -2,8 +2,13 @@
 (app/users/repository.py `get`) and nothing else, as a bare FastAPI route and as a raw ASGI callable.
 
 No auth, no request id, no access log, no metrics, no per-request transaction (one pooled fetchrow), the
-service's default pool bounds. Served by uvicorn like the service, with DATABASE_URL set:
-`--factory bench.api_floor:create_fastapi_app` or `--factory bench.api_floor:create_raw_app`.
+service's default pool bounds, and asyncpg's default reset of a connection on release (one more round trip
+a request, which the service's pool skips: docs/benchmarks.md). Served in a process set up as the
+service's is: `python -m bench.serve bench.api_floor:served_fastapi_app` (or `served_raw_app`) runs
+uvicorn with the service's options, and the factory applies the service's process tuning (`perf.tuned`);
+every factory configures logging as the service does (LOG_LEVEL, LOG_FORMAT, with the service's defaults).
+`create_fastapi_app` and `create_raw_app` are the same floors without the tuning (`python -m bench
+--untuned`). DATABASE_URL comes from the environment.
 """
 
 import os
@@ -14,8 +19,11 @@ from typing import Any
 import asyncpg
 import orjson
 from fastapi import FastAPI, HTTPException, Request
+from starlette.types import ASGIApp
 
-from app.core.config import DatabaseSettings
+from app.core import perf
+from app.core.config import DatabaseSettings, Settings
+from app.core.logging import configure_logging
 
 SQL = (
     "SELECT user_id, name, email, phone, address, date_of_birth, created_at, updated_at "
@@ -32,7 +40,18 @@ async def _pool() -> asyncpg.Pool:
     )
 
 
+def _logging() -> None:
+    """The service's logging configuration (the floors log nothing per request)."""
+    fields = Settings.model_fields
+    configure_logging(
+        os.environ.get("LOG_LEVEL", fields["log_level"].default),
+        os.environ.get("LOG_FORMAT", fields["log_format"].default),
+    )
+
+
 def create_fastapi_app() -> FastAPI:
+    _logging()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pool = await _pool()
@@ -91,4 +110,15 @@ class RawApp:
 
 
 def create_raw_app() -> RawApp:
+    _logging()
     return RawApp()
+
+
+def served_fastapi_app() -> ASGIApp:
+    """The bare FastAPI floor as `python -m app serve` runs the service: `perf.tuned` around it."""
+    return perf.tuned(create_fastapi_app())
+
+
+def served_raw_app() -> ASGIApp:
+    """The raw ASGI floor with the service's process tuning."""
+    return perf.tuned(create_raw_app())

@@ -1,5 +1,5 @@
-"""`python -m bench.serve FACTORY --port N [--workers N]`: an app factory served as `python -m app serve` serves
-the service (uvicorn.run with `perf.server_options()`), so a floor differs from the service only in its app."""
+"""`python -m bench.serve FACTORY --port N [--workers N]`: an app factory served as `python -m app serve`
+serves the service (uvicorn.run with `perf.server_options()`), so a floor differs from it only in its app."""
 
 import argparse
 
@@ -15,7 +15,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     uvicorn.run(
-        args.factory, factory=True, host="127.0.0.1", port=args.port, workers=args.workers, **perf.server_options()
+        args.factory,
+        factory=True,
+        host="127.0.0.1",
+        port=args.port,
+        workers=args.workers,
+        **perf.server_options(),
     )
 
 

@@ -1,5 +1,5 @@
 """What every benchmark runs on: its own PostgreSQL and moto, and server processes started per case
-(`python -m app serve`, uvicorn with several workers, or a floor app) whose memory and CPU it reads."""
+(`python -m app serve`, or a floor app served the same way) whose memory and CPU it reads."""
 
 import contextlib
 import os
@@ -214,21 +214,18 @@ def server(
 
 @contextlib.contextmanager
 def service(
-    infra: Infra, extra_env: Mapping[str, str] | None = None, *, workers: int = 1
+    infra: Infra, extra_env: Mapping[str, str] | None = None, *, workers: int = 1, tuned: bool = True
 ) -> Iterator[Server]:
-    """The service as deployed (`python -m app serve`), or uvicorn with `workers` processes of the same
-    app factory (the options `app.cli` passes to uvicorn, as far as its command line has them). It starts
-    on an empty queue: a service must not pick up the events of an earlier case's objects."""
+    """The service as deployed: `python -m app serve --workers N` (uvicorn with `perf.server_options()`, the
+    app in `perf.tuned`). With `tuned=False`, the same server and options around `create_app()` alone (the
+    API case's `--untuned` experiment). It starts on an empty queue: a service must not pick up the events
+    of an earlier case's objects."""
     infra.empty_queue()
     port = free_port()
-    if workers == 1:
-        command = [sys.executable, "-m", "app", "serve", "--port", str(port)]
+    if tuned:
+        command = [sys.executable, "-m", "app", "serve", "--port", str(port), "--workers", str(workers)]
     else:
-        command = [
-            *uvicorn_command("app.main:create_app", port, workers),
-            "--factory",
-            "--proxy-headers",
-        ]
+        command = serve_command("app.main:create_app", port, workers)
     try:
         with server(infra, command, infra.env(extra_env), name=f"service-{port}", port=port) as running:
             yield running
@@ -241,26 +238,9 @@ def abandoned_polls_ended() -> None:
     time.sleep(SQS_WAIT_SECONDS + 1)
 
 
-def uvicorn_command(app: str, port: int, workers: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        app,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--loop",
-        "uvloop",
-        "--http",
-        "httptools",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
+def serve_command(factory: str, port: int, workers: int) -> list[str]:
+    """`factory` served as `python -m app serve` serves the service (bench/serve.py)."""
+    return [sys.executable, "-m", "bench.serve", factory, "--port", str(port), "--workers", str(workers)]
 
 
 def _wait_healthy(base_url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
