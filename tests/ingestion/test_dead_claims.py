@@ -18,8 +18,8 @@ from app.ingestion.claims import BUSY_RECHECK_SECONDS, Claimed
 from app.ingestion.envelopes import ObjectRef
 from app.ingestion.outcomes import PermanentFailure
 from app.ingestion.recovery import ClaimRecovery
-from tests.helpers import bearer, problem_of, run_cli
-from tests.ingestion.helpers import wait_for_file, wait_until
+from tests.helpers import bearer, eventually, problem_of, resources, run_cli
+from tests.ingestion.helpers import wait_for_file
 
 LEASE_SECONDS = 300  # the default: a dead worker's lease would keep its file for five minutes
 WRITE = ["ingestion:write", "ingestion:read"]
@@ -53,7 +53,7 @@ class OtherWorker:
         async def claim_dropped() -> bool:
             return not await db.fetchval("SELECT file_claim_alive($1)", file_id)
 
-        await wait_until(claim_dropped, deadline_seconds=10)
+        await eventually(claim_dropped, timeout=10)
 
 
 @pytest.fixture
@@ -81,7 +81,7 @@ async def test_a_live_claim_is_busy_and_a_dead_one_is_taken_at_once_despite_its_
 ) -> None:
     ref = put(s3, quiet_bucket, "dead/a.jsonl", b'{"n": 1}\n{"n": 2}\n')
     file_id = await other.claim(ref)
-    ingestor = app.state.resources.ingestor
+    ingestor = resources(app).ingestor
 
     busy = await ingestor.ingest(ref, "sqs")
     # Looked at again soon, not when the lease ends: the worker may die any moment.
@@ -103,7 +103,7 @@ async def test_a_stuck_worker_whose_lease_ran_out_loses_the_claim_to_the_lease(
     file_id = await other.claim(ref, lease_seconds=0)
     assert await db.fetchval("SELECT file_claim_alive($1)", file_id)
 
-    done = await app.state.resources.ingestor.ingest(ref, "sqs")
+    done = await resources(app).ingestor.ingest(ref, "sqs")
 
     assert (done.status, done.file_id) == ("completed", file_id)
     assert await db.fetchval("SELECT file_claim_alive($1)", file_id)  # still the stuck worker's lock
@@ -113,7 +113,7 @@ async def test_a_finished_load_gives_its_claim_lock_back(
     app: FastAPI, db: asyncpg.Connection, s3: Any, quiet_bucket: str
 ) -> None:
     ref = put(s3, quiet_bucket, "lock/a.jsonl", b'{"n": 1}\n')
-    ingestor = app.state.resources.ingestor
+    ingestor = resources(app).ingestor
     claimed = await ingestor.claim(ref, "api")
     assert isinstance(claimed, Claimed)
     assert await db.fetchval("SELECT file_claim_alive($1)", claimed.file_id)
@@ -130,8 +130,8 @@ async def test_claim_recovery_loads_dead_claims_only(
 ) -> None:
     ref = put(s3, quiet_bucket, "recovered/a.jsonl", b'{"n": 1}\n{"n": 2}\n')
     file_id = await other.claim(ref)
-    resources = app.state.resources
-    recovery = ClaimRecovery(resources.db, resources.ingestor, interval_seconds=5)
+    opened = resources(app)
+    recovery = ClaimRecovery(opened.db, opened.ingestor, interval_seconds=5)
 
     async def recovered_here() -> list[tuple[str, int | None, int]]:
         # (The database is shared with other tests: only this test's file counts.)
@@ -152,7 +152,7 @@ async def test_the_sweep_finishes_a_dead_claim_and_leaves_a_live_one_alone(
 ) -> None:
     ref = put(s3, quiet_bucket, "swept/a.jsonl", b'{"n": 1}\n{"n": 2}\n{"n": 3}\n')
     file_id = await other.claim(ref)
-    reconciler = app.state.resources.reconciler
+    reconciler = resources(app).reconciler
 
     alive = await reconciler.sweep([(quiet_bucket, "swept/")], min_age_seconds=0)
     assert (alive.listed, alive.unseen) == (1, 0)
@@ -222,7 +222,7 @@ async def test_a_claim_ends_even_when_the_load_left_its_connection_in_a_transact
     # transaction, or in one whose rollback never ran: how the claim ended must still be written, and
     # not inside that transaction (which the pool rolls back), or the file would wait for claim recovery.
     ref = put(s3, quiet_bucket, f"unusable/{ending}-{left}.jsonl", b'{"n": 1}\n')
-    ingestor = app.state.resources.ingestor
+    ingestor = resources(app).ingestor
     claimed = await ingestor.claim(ref, "api")
     assert isinstance(claimed, Claimed)
     conn = claimed.session.conn
@@ -244,4 +244,4 @@ async def test_a_claim_ends_even_when_the_load_left_its_connection_in_a_transact
     async def claim_dropped() -> bool:  # its session was ended: the server notices within moments
         return not await db.fetchval("SELECT file_claim_alive($1)", claimed.file_id)
 
-    await wait_until(claim_dropped, deadline_seconds=10)
+    await eventually(claim_dropped, timeout=10)

@@ -12,8 +12,7 @@ import pytest
 from devtools.bootstrap import bootstrap_aws
 from devtools.probes import pid_loading
 from tests.aws import AWS_REGION
-from tests.helpers import ServiceProcess
-from tests.ingestion.helpers import wait_until
+from tests.helpers import ServiceProcess, eventually
 from tests.reliability.helpers import assert_exactly_once, jsonl, service_env_of, wait_for_status
 from tests.reliability.test_processes import Spawn
 
@@ -63,15 +62,15 @@ async def test_replica_killed_mid_file_is_finished_by_another_within_seconds_exa
     }
     replicas = [spawn_service(service_env_of(env)) for _ in range(2)]
     for replica in replicas:
-        await replica.await_healthy()
+        await replica.wait_healthy()
     s3.put_object(Bucket=name, Key="big/crash.jsonl", Body=jsonl(1, ROWS))
 
-    loader = await wait_until(partial(loading, db, name, replicas), deadline_seconds=60)
+    loader = await eventually(partial(loading, db, name, replicas), timeout=60)
     loader.kill()
     killed_at = time.monotonic()
     replicas.append(spawn_service(service_env_of(env)))  # restarted at once, as a supervisor would
 
-    done = await wait_for_status(db, name, "completed", deadline_seconds=RECOVERY_DEADLINE_SECONDS)
+    done = await wait_for_status(db, name, "completed", timeout=RECOVERY_DEADLINE_SECONDS)
     recovery = time.monotonic() - killed_at
     print(f"kill -9 mid-load -> completed in {recovery:.1f} s")  # noqa: T201  (the measurement)
 
