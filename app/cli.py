@@ -206,7 +206,11 @@ async def _retry(args: argparse.Namespace) -> int:
         async with resources.db.acquire() as conn:
             row = await repository.reopen_for_retry(conn, args.file_id)
         if row is None:
-            print(f"file {args.file_id} does not exist or is neither failed nor pending", file=sys.stderr)
+            print(
+                f"file {args.file_id} does not exist, or is neither failed nor pending"
+                " nor held by a dead worker",
+                file=sys.stderr,
+            )
             return EXIT_FAILURE
         ref = ObjectRef(row.bucket, row.key, row.version_id, row.etag, row.size_bytes)
         with _progress_bar(args, unit="B", unit_scale=True, desc=printable(row.key[-40:])) as bar:

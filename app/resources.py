@@ -25,6 +25,7 @@ from app.ingestion.dispatcher import Dispatcher, sns_handler
 from app.ingestion.ingestor import Ingestor
 from app.ingestion.operations import BackgroundLoads
 from app.ingestion.reconcile import ReconcileLoop, Reconciler
+from app.ingestion.recovery import ClaimRecovery
 from app.ingestion.reports import DailyReportJob
 from app.notifications.sns_verification import HandledMessageIds, NotificationHandler, SnsMessageVerifier
 from app.ops.router import Readiness
@@ -40,13 +41,16 @@ class Jobs:
     consumer: Consumer | None
     reconcile: ReconcileLoop | None
     reports: DailyReportJob | None
+    recovery: ClaimRecovery | None
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """Started, then stopped in reverse order: the consumer last in, first out, so its in-flight files
         still have the pool and the clients while they finish."""
         async with AsyncExitStack() as stack:
-            jobs: list[BackgroundJob | Consumer] = [job for job in (self.reconcile, self.reports) if job]
+            jobs: list[BackgroundJob | Consumer] = [
+                job for job in (self.recovery, self.reconcile, self.reports) if job
+            ]
             if self.consumer is not None:
                 jobs.append(self.consumer)
             for job in jobs:
@@ -103,6 +107,11 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             reports=(
                 DailyReportJob(database, clients.s3, clients.sns, settings, settings.report_daily_at_utc)
                 if settings.report_daily_at_utc is not None
+                else None
+            ),
+            recovery=(
+                ClaimRecovery(database, ingestor, settings.ingest_recovery_interval_seconds)
+                if settings.ingest_recovery_interval_seconds
                 else None
             ),
         )

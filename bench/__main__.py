@@ -11,12 +11,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from bench import api, consumer, ingest, upload_memory
+from bench import api, consumer, ingest, recovery, upload_memory
 from bench.data import SEED, write_dataset
 from bench.report import MIB, Result, Skipped, Target, evaluate, table, write_json
 from bench.stack import RESULTS, ROOT, Infra, infrastructure, service
 
-CASES = ("upload", "ingest", "dlt", "big", "api", "consumer")
+CASES = ("upload", "ingest", "dlt", "big", "api", "consumer", "recovery")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +113,8 @@ async def run(
             add(await api.api_cases(infra, plan.runs, plan.api_seconds, tuned=tuned))
         if "consumer" in cases:
             add(await consumer.consumer_cases(infra, conn, plan.consumer_files, plan.runs))
+        if "recovery" in cases:
+            add(await recovery.recovery_case(infra, conn, plan.runs))
     finally:
         await conn.close()
     return results, skipped

@@ -20,6 +20,7 @@ class Target:
     max_p99_ms: float | None = None
     max_errors: int | None = None
     max_peak_rss_bytes: int | None = None
+    max_median: float | None = None  # in the result's unit (e.g. seconds of a recovery)
 
     def describe(self) -> str:
         parts = []
@@ -31,6 +32,8 @@ class Target:
             parts.append(f"errors <= {self.max_errors}")
         if self.max_peak_rss_bytes is not None:
             parts.append(f"RSS < {self.max_peak_rss_bytes / MIB:.0f} MiB")
+        if self.max_median is not None:
+            parts.append(f"median <= {self.max_median:g}")
         return ", ".join(parts)
 
 
@@ -38,7 +41,7 @@ class Target:
 class Result:
     case: str
     variant: str
-    unit: str  # rows/s, req/s, files/s or MB/s: what `values` hold, one per run
+    unit: str  # rows/s, req/s, files/s, MB/s or s: what `values` hold, one per run
     values: list[float]
     mb_per_s: list[float] = field(default_factory=list)
     p50_ms: list[float] = field(default_factory=list)
@@ -89,6 +92,8 @@ def evaluate(result: Result, by_name: dict[str, Result]) -> tuple[float | None, 
         checks.append(result.errors <= target.max_errors)
     if target.max_peak_rss_bytes is not None and result.peak_rss_bytes is not None:
         checks.append(result.peak_rss_bytes < target.max_peak_rss_bytes)
+    if target.max_median is not None:
+        checks.append(result.median <= target.max_median)
     return ratio, all(checks)
 
 

@@ -42,7 +42,7 @@ def bootstrap_aws(
     queue: str,
     dlq: str,
     max_receive_count: int = 5,
-    visibility_timeout: int = 120,
+    visibility_timeout: int = 30,
 ) -> dict[str, str]:
     """Create or update every resource; safe to run again. Returns settings as env variables."""
     session = _session(endpoint_url, region)
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     for key, default in names.items():
         parser.add_argument(f"--{key}", default=default)
     parser.add_argument("--max-receive-count", type=int, default=5)
-    parser.add_argument("--visibility-timeout", type=int, default=120)
+    parser.add_argument("--visibility-timeout", type=int, default=30)
     args = parser.parse_args(argv)
     settings = bootstrap_aws(
         args.endpoint_url,

@@ -113,7 +113,9 @@ def service_env(database_url: str, moto_url: str, aws_resources: dict[str, str])
 
 @pytest.fixture(scope="session")
 def settings(service_env: dict[str, str]) -> Settings:
-    return Settings(**{name.lower(): value for name, value in service_env.items()})  # type: ignore[arg-type]
+    # The in-process app leaves dead claims to the tests that make them (tests/ingestion/test_dead_claims.py).
+    env = {**service_env, "INGEST_RECOVERY_INTERVAL_SECONDS": "0"}
+    return Settings(**{name.lower(): value for name, value in env.items()})  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")

@@ -164,7 +164,10 @@ class Settings(DatabaseSettings, AuthSettings, IngestSettings):
     sqs_wait_time_seconds: int = Field(default=20, ge=0, le=20)
     sqs_batch_size: int = Field(default=10, ge=1, le=10)
     sqs_max_in_flight: int = Field(default=16, ge=1, le=100)
-    sqs_visibility_timeout_seconds: int = Field(default=120, ge=10, le=43_200)
+    # In-flight messages are kept invisible in steps of this many seconds, one every SQS_HEARTBEAT_SECONDS:
+    # the message of a worker that died reappears at most one step later.
+    sqs_visibility_timeout_seconds: int = Field(default=30, ge=10, le=43_200)
+    sqs_heartbeat_seconds: int = Field(default=10, ge=1, le=43_200)
     sqs_backoff_base_seconds: int = Field(default=5, ge=0, le=43_200)
     sqs_backoff_max_seconds: int = Field(default=900, ge=0, le=43_200)
     shutdown_grace_seconds: float = Field(default=20.0, ge=0, le=3_600)
@@ -174,6 +177,9 @@ class Settings(DatabaseSettings, AuthSettings, IngestSettings):
     # Cross-account sources: bucket name -> the IAM role its files are read with.
     s3_bucket_roles: BucketRolesSetting = Field(default_factory=dict)
 
+    # How often each replica looks for files whose worker died mid-load and loads them (0: never; their
+    # messages, a retry or the reconcile sweep still bring them back).
+    ingest_recovery_interval_seconds: int = Field(default=5, ge=0, le=3_600)
     # Reconcile sweep (SPEC 7), the safety net for lost events: off while the interval is 0.
     reconcile_interval_seconds: int = Field(default=0, ge=0, le=7 * 86_400)
     reconcile_prefixes: Annotated[list[str], NoDecode, BeforeValidator(_comma_separated)] = Field(
@@ -228,6 +234,13 @@ class Settings(DatabaseSettings, AuthSettings, IngestSettings):
     def _backoff_bounds(self) -> "Settings":
         if self.sqs_backoff_base_seconds > self.sqs_backoff_max_seconds:
             raise ValueError("SQS_BACKOFF_BASE_SECONDS must not exceed SQS_BACKOFF_MAX_SECONDS")
+        return self
+
+    @model_validator(mode="after")
+    def _heartbeat_inside_the_step(self) -> "Settings":
+        # A beat must land before the step it extends runs out (with room for a slow call).
+        if self.sqs_heartbeat_seconds * 2 > self.sqs_visibility_timeout_seconds:
+            raise ValueError("SQS_HEARTBEAT_SECONDS must be at most half of SQS_VISIBILITY_TIMEOUT_SECONDS")
         return self
 
     @field_validator("reconcile_prefixes")

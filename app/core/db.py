@@ -23,6 +23,9 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 # Any constant works as long as every replica uses the same one.
 MIGRATION_LOCK_KEY = 7_301_843_562
 REQUEST_WAIT_SECONDS = 5.0  # a request waits this long for a connection, then gets 503
+# TCP keepalives of the server's side of each connection: when a worker's host vanishes (no FIN, no RST),
+# PostgreSQL ends its session within idle + interval * count = 25 s, and with it the claims it held.
+KEEPALIVES = {"tcp_keepalives_idle": "10", "tcp_keepalives_interval": "5", "tcp_keepalives_count": "3"}
 POOL_CLOSE_TIMEOUT_SECONDS = 10.0  # at shutdown, then the remaining connections are dropped
 
 # What the service's SQL runs on: a pooled connection (asyncpg hands out a proxy), or a direct one. The
@@ -209,7 +212,7 @@ async def open_database(settings: DatabaseSettings) -> Database:
         max_size=settings.db_pool_max_size,
         command_timeout=settings.db_command_timeout_seconds,
         timeout=settings.db_connect_timeout_seconds,
-        server_settings={"application_name": "aws-s3-service"},
+        server_settings={"application_name": "aws-s3-service", **KEEPALIVES},
     )
     return Database(pool, size=settings.db_pool_max_size, wait_limit=settings.db_pool_wait_seconds)
 

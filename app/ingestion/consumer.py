@@ -19,7 +19,8 @@ from app.messages import DEAD_LETTER_REASON, SOURCE_MESSAGE_ID, string_attribute
 logger = logging.getLogger(__name__)
 
 SQS_MAX_BATCH = 10  # API limit for ReceiveMessage and DeleteMessageBatch
-SQS_MAX_VISIBILITY_SECONDS = 43_200  # API limit: 12 hours
+SQS_MAX_VISIBILITY_SECONDS = 43_200  # API limit: 12 hours, counted from the receive
+VISIBILITY_LIMIT_MARGIN_SECONDS = 60  # the last extension stays this far inside SQS's 12 hours
 SQS_ATTRIBUTE_MAX_CHARS = 256  # keeps the dead-letter reason attribute small
 DELETE_FLUSH_SECONDS = 0.05  # how long a delete waits for others to share its batch
 DELETE_ATTEMPTS = 3
@@ -64,6 +65,10 @@ class Consumer:
         self._supervisor: asyncio.Task[None] | None = None
         self._poller: asyncio.Task[None] | None = None
         self._handlers: dict[asyncio.Task[None], dict[str, Any]] = {}
+        # receipt handle -> (message, when it was received): what the heartbeat keeps invisible
+        self._beating: dict[str, tuple[dict[str, Any], float]] = {}
+        self._heart: asyncio.Task[None] | None = None
+        self._beat = asyncio.Lock()  # held by the heartbeat while it extends a round of messages
         self._deletes: asyncio.Queue[str] = asyncio.Queue()
         self._deleter: asyncio.Task[None] | None = None
         self.last_poll: float | None = None  # monotonic time of the last healthy ReceiveMessage
@@ -74,6 +79,7 @@ class Consumer:
 
     def start(self) -> None:
         self._deleter = asyncio.create_task(self._delete_loop(), name="sqs-deleter")
+        self._heart = asyncio.create_task(self._heartbeat_loop(), name="sqs-heartbeat")
         self._supervisor = asyncio.create_task(self._supervise(), name="sqs-consumer")
 
     def healthy(self) -> bool:
@@ -100,10 +106,11 @@ class Consumer:
             if late:
                 await asyncio.wait(late)
                 logger.warning("in-flight messages released at shutdown", extra={"count": len(late)})
-        if self._deleter is not None:
-            self._deleter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._deleter
+        for helper in (self._deleter, self._heart):
+            if helper is not None:
+                helper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await helper
         await self._flush_deletes()
 
     # --- polling -----------------------------------------------------------------------------------
@@ -193,14 +200,15 @@ class Consumer:
 
     async def _handle(self, message: dict[str, Any]) -> None:
         IN_FLIGHT.inc()
-        heartbeat = asyncio.create_task(self._heartbeat(message))
+        receipt = message["ReceiptHandle"]
+        self._beating[receipt] = (message, time.monotonic())
         message_id = message.get("MessageId", "-")
         try:
             verdict = await self._dispatcher.dispatch(
                 message.get("Body", ""), message_id=message_id, trigger="sqs"
             )
         except asyncio.CancelledError:
-            await asyncio.shield(self._set_visibility(message, 0))
+            await asyncio.shield(self._final_visibility(message, 0))
             raise
         except Exception as exc:
             # A bug, not the message's fault: retried with backoff, and dead-lettered by the queue's
@@ -208,7 +216,7 @@ class Consumer:
             logger.exception("message handling failed", extra={"message_id": message_id})
             verdict = Verdict("retry", reason=type(exc).__name__)
         finally:
-            heartbeat.cancel()
+            self._beating.pop(receipt, None)
             IN_FLIGHT.dec()
         await self._apply(message, verdict)
 
@@ -217,7 +225,7 @@ class Consumer:
         if verdict.action == "delete":
             self._deletes.put_nowait(message["ReceiptHandle"])
         elif verdict.action == "delay":
-            await self._set_visibility(message, int(verdict.delay_seconds) + 1)
+            await self._final_visibility(message, int(verdict.delay_seconds) + 1)
         elif verdict.action == "retry":
             RETRIED.inc()
             if not self._outage_streak:
@@ -230,16 +238,58 @@ class Consumer:
                 "message will be retried",
                 extra={"message_id": message.get("MessageId"), "reason": verdict.reason, "delay_s": delay},
             )
-            await self._set_visibility(message, delay)
+            await self._final_visibility(message, delay)
         else:
             await self._dead_letter(message, verdict.reason or "not understood")
 
-    async def _heartbeat(self, message: dict[str, Any]) -> None:
-        """Keeps a long file's message invisible, so no one else receives it mid-load."""
-        timeout = self._settings.sqs_visibility_timeout_seconds
+    async def _heartbeat_loop(self) -> None:
+        """Keeps the messages being handled invisible in short steps (SQS_VISIBILITY_TIMEOUT_SECONDS, every
+        SQS_HEARTBEAT_SECONDS), so no one else receives them mid-load, and so the message of a worker that
+        died reappears soon after: at most one step later.
+
+        One ChangeMessageVisibilityBatch per ten messages a beat. SQS keeps a message invisible at most 12
+        hours from its receive: past that the heartbeat stops extending it (the file's claim still keeps
+        other workers off while it loads).
+        """
+        step = self._settings.sqs_visibility_timeout_seconds
         while True:
-            await asyncio.sleep(timeout / 2)
-            await self._set_visibility(message, timeout)
+            await asyncio.sleep(self._settings.sqs_heartbeat_seconds)
+            async with self._beat:
+                now = time.monotonic()
+                extend: list[tuple[str, int]] = []
+                for receipt, (_, received) in list(self._beating.items()):
+                    remaining = (
+                        int(SQS_MAX_VISIBILITY_SECONDS - (now - received)) - VISIBILITY_LIMIT_MARGIN_SECONDS
+                    )
+                    if remaining > 0:
+                        extend.append((receipt, min(step, remaining)))
+                for start in range(0, len(extend), SQS_MAX_BATCH):
+                    await self._extend(extend[start : start + SQS_MAX_BATCH])
+
+    async def _extend(self, entries: list[tuple[str, int]]) -> None:
+        try:
+            response = await self._sqs.change_message_visibility_batch(
+                QueueUrl=self._queue_url,
+                Entries=[
+                    {"Id": str(position), "ReceiptHandle": receipt, "VisibilityTimeout": seconds}
+                    for position, (receipt, seconds) in enumerate(entries)
+                ],
+            )
+        except (ClientError, BotoCoreError) as exc:
+            # The messages reappear when their current step ends: later than wished, never lost.
+            logger.warning("heartbeat failed", extra={"error_type": type(exc).__name__})
+            return
+        if failed := response.get("Failed", []):
+            # Typically a message whose handling just ended (deleted meanwhile): nothing to extend.
+            logger.info("heartbeat entries not extended", extra={"count": len(failed)})
+
+    async def _final_visibility(self, message: dict[str, Any], seconds: int) -> None:
+        """Set the visibility a handled message leaves with, once no heartbeat can overwrite it: a round
+        already sending it would otherwise hide a released message again, or cut a backoff short."""
+        self._beating.pop(message["ReceiptHandle"], None)
+        async with self._beat:
+            pass  # the round in flight (if any) is over; later rounds no longer see the message
+        await self._set_visibility(message, seconds)
 
     async def _set_visibility(self, message: dict[str, Any], seconds: int) -> None:
         try:
@@ -267,7 +317,7 @@ class Consumer:
                     "message not understood and the queue has no dead-letter queue; it stays on the queue",
                     extra={"message_id": message.get("MessageId"), "reason": reason},
                 )
-                await self._set_visibility(message, self._settings.sqs_backoff_max_seconds)
+                await self._final_visibility(message, self._settings.sqs_backoff_max_seconds)
                 return
             await self._sqs.send_message(
                 QueueUrl=dlq,
@@ -281,7 +331,7 @@ class Consumer:
             )
         except (ClientError, BotoCoreError) as exc:
             logger.warning("dead-lettering failed; will retry", extra={"error_type": type(exc).__name__})
-            await self._set_visibility(message, self._settings.sqs_backoff_base_seconds)
+            await self._final_visibility(message, self._settings.sqs_backoff_base_seconds)
             return
         DEAD_LETTERED.inc()
         logger.warning(

@@ -15,12 +15,12 @@ from app.core import db
 from app.core.config import IngestSettings
 from app.core.db import DATABASE_ERRORS, Database
 from app.ingestion import repository
-from app.ingestion.claims import Claims, transient_database
+from app.ingestion.claims import Claimed, Claims, transient_database
 from app.ingestion.envelopes import ObjectRef
 from app.ingestion.loaders import Tally
 from app.ingestion.loaders.rows import load_rows
 from app.ingestion.loaders.users import UserChanges, load_users
-from app.ingestion.outcomes import Claimed, IngestOutcome, LeaseLost, PermanentFailure, Transient
+from app.ingestion.outcomes import IngestOutcome, LeaseLost, PermanentFailure, Transient
 from app.ingestion.parsers import ParseError, detect_format, record_stream
 from app.ingestion.repository import Counts
 from app.ingestion.source import NETWORK_ERRORS, Counted, ObjectSource, Opened, Progress, S3ClientFor
@@ -109,7 +109,8 @@ class Ingestor:
     async def load(
         self, claimed: Claimed, *, opened: Opened | None = None, progress: Progress | None = None
     ) -> IngestOutcome:
-        """Load a claimed file and record how it ended; Transient leaves it `pending` for a retry.
+        """Load a claimed file and record how it ended; Transient leaves it `pending` for a retry. The
+        claim ends here, whatever happens.
 
         `opened`: the GET of this version, already started (see `ingest`)."""
         try:
@@ -117,38 +118,39 @@ class Ingestor:
         finally:
             if opened is not None:
                 opened.close()
+            await asyncio.shield(claimed.session.close())
 
     async def _load_claimed(
         self, claimed: Claimed, opened: Opened | None, progress: Progress | None
     ) -> IngestOutcome:
         ref, file_id = claimed.ref, claimed.file_id
         try:
-            counts, warning = await self._load(file_id, ref, opened, progress)
+            counts, warning = await self._load(claimed, opened, progress)
         except PermanentFailure as exc:
-            outcome = await self.claims.fail(file_id, exc)
+            outcome = await self.claims.fail(claimed, exc)
         except LeaseLost:
             outcome = IngestOutcome("busy", file_id, retry_after=float(self._settings.ingest_lease_seconds))
         except (Transient, *NETWORK_ERRORS) as exc:
-            await self._released(file_id, exc)
+            await self._released(claimed, exc)
         except DATABASE_ERRORS as exc:
             if db.is_transient(exc):
-                await self._released(file_id, exc)
+                await self._released(claimed, exc)
             # The data broke a database rule (e.g. a value jsonb rejects): retrying will not help.
             outcome = await self.claims.fail(
-                file_id,
+                claimed,
                 PermanentFailure("load_error", f"the database refused the rows ({type(exc).__name__})"),
             )
         except BaseException:
-            await asyncio.shield(self.claims.release(file_id))
+            await asyncio.shield(self.claims.release(claimed))
             raise
         else:
             outcome = IngestOutcome("completed", file_id, counts=counts, error_code=warning)
         return self._observed(outcome, ref, claimed.started)
 
-    async def _released(self, file_id: int, exc: BaseException) -> NoReturn:
+    async def _released(self, claimed: Claimed, exc: BaseException) -> NoReturn:
         """Give the claim back and raise Transient: the file is retried later (message backoff, /retry)."""
         FILES.labels("transient").inc()
-        await self.claims.release(file_id)
+        await self.claims.release(claimed)
         if isinstance(exc, Transient):
             raise exc
         raise (
@@ -174,16 +176,17 @@ class Ingestor:
         return outcome
 
     async def _load(
-        self, file_id: int, ref: ObjectRef, opened: Opened | None, progress: Progress | None
+        self, claimed: Claimed, opened: Opened | None, progress: Progress | None
     ) -> tuple[Counts, str | None]:
-        """The file's records and its `completed` status, in one transaction."""
+        """The file's records and its `completed` status, in one transaction on the claim's connection."""
         settings = self._settings
+        ref, file_id, conn = claimed.ref, claimed.file_id, claimed.session.conn
         try:
             file_format = detect_format(ref.key)
         except ParseError as exc:
             raise PermanentFailure(exc.code, exc.message, status="skipped") from None
         kind = self._user_file_kind(ref)
-        async with self._db.transaction() as conn, self.claims.lease_kept(file_id):
+        async with conn.transaction(), self.claims.lease_kept(file_id):
             source = self.source.checked(opened) if opened else await self.source.open(ref)
             async with source.body:
                 body = source.body if progress is None else Counted(source.body, source.size, progress)
@@ -202,7 +205,7 @@ class Ingestor:
                 conn, file_id, sha256=stream.sha256, size=source.size, content_type=source.content_type
             )
             warning = _warning(tally)
-            if not await self.claims.complete(conn, file_id, tally.counts(), warning):
+            if not await self.claims.complete(claimed, tally.counts(), warning):
                 raise LeaseLost
         ROWS_LOADED.labels("users" if kind else "processed_data").inc(tally.changed)
         return tally.counts(), ("rows_rejected" if warning else None)

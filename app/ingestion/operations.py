@@ -15,9 +15,10 @@ from app.core.db import REQUEST_WAIT_SECONDS, Database
 from app.core.errors import Conflict, DomainError, NotFound
 from app.files.keys import validate_key
 from app.ingestion import repository
+from app.ingestion.claims import Claimed
 from app.ingestion.envelopes import ObjectRef
 from app.ingestion.ingestor import Ingestor
-from app.ingestion.outcomes import Claimed, IngestOutcome, Transient
+from app.ingestion.outcomes import IngestOutcome, Transient
 from app.ingestion.schemas import FileRow, IngestAccepted, RedriveResult
 from app.messages import DEAD_LETTER_ATTRIBUTES
 
@@ -127,8 +128,8 @@ async def ingest_now(loads: BackgroundLoads, bucket: str, key: str) -> IngestAcc
 
 
 async def retry(database: Database, loads: BackgroundLoads, file_id: int) -> IngestAccepted:
-    """Load a `failed` file again, or a `pending` one (released by a transient failure or a shutdown, which
-    may have no message left to bring it back)."""
+    """Load a `failed` file again, a `pending` one (released by a transient failure or a shutdown), or a
+    `processing` one whose worker died: either may have no message left to bring it back."""
     async with database.acquire(REQUEST_WAIT_SECONDS) as conn:
         reopened = await repository.reopen_for_retry(conn, file_id)
         if reopened is None:
@@ -136,7 +137,8 @@ async def retry(database: Database, loads: BackgroundLoads, file_id: int) -> Ing
             if existing is None:
                 raise NotFound(f"No file with id {file_id}.")
             raise Conflict(
-                f"File {file_id} is {existing.status}; only failed or pending files can be retried."
+                f"File {file_id} is {existing.status}; only failed or pending files, or files whose "
+                "worker died while loading them, can be retried."
             )
     ref = ObjectRef(reopened.bucket, reopened.key, reopened.version_id, reopened.etag, reopened.size_bytes)
     return await loads.claim_and_start(ref, resolve=False)

@@ -5,7 +5,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from app.core.errors import BackingServiceDown
-from app.ingestion.envelopes import ObjectRef
 from app.ingestion.repository import Counts
 
 Status = Literal["completed", "failed", "skipped", "duplicate", "busy", "excluded"]
@@ -40,12 +39,3 @@ class IngestOutcome:
     retry_after: float | None = None  # for `busy`: when the current holder's lease runs out
     counts: Counts = field(default_factory=Counts)
     error_code: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    """An object version this worker holds the lease on, ready to load."""
-
-    ref: ObjectRef
-    file_id: int
-    started: float  # perf_counter at the claim

@@ -19,6 +19,9 @@ LOAD_TIMEOUT_SECONDS = 6 * 3600
 class Claim:
     file_id: int
     attempts: int
+    # Whether the claiming session took the file's claim lock (file_claim_lock_key): it does, unless a
+    # worker that is alive but stuck still holds it after its lease ran out (then the lease is all).
+    locked: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +51,10 @@ async def claim(
     owner: str,
     lease_seconds: int,
 ) -> Claim | None:
-    """Insert the object version as `processing` under our lease, or take over a pending one or one
-    whose lease expired (a crashed worker). None when another state holds it."""
+    """Insert the object version as `processing` under our lease, or take over a pending one, one whose
+    claiming session has ended (a crashed worker: its claim lock is gone) or one whose lease expired (a
+    stuck worker). The same statement takes the file's claim lock for this session, so no one sees the
+    claim without its lock. None when another state holds it."""
     row = await conn.fetchrow(
         """
         INSERT INTO file_processing_log AS log
@@ -65,8 +70,9 @@ async def claim(
                 started_at = now(),
                 finished_at = NULL
             WHERE log.status = 'pending'
-               OR (log.status = 'processing' AND log.lease_expires_at < now())
-        RETURNING id, attempts
+               OR (log.status = 'processing'
+                   AND (log.lease_expires_at < now() OR NOT file_claim_alive(log.id)))
+        RETURNING id, attempts, pg_try_advisory_lock(file_claim_lock_key(id)) AS locked
         """,
         bucket,
         key,
@@ -77,7 +83,12 @@ async def claim(
         float(lease_seconds),
         trigger,
     )
-    return Claim(row["id"], row["attempts"]) if row else None
+    return Claim(row["id"], row["attempts"], row["locked"]) if row else None
+
+
+async def unlock_claim(conn: Connection, file_id: int) -> None:
+    """Let go of the file's claim lock (the session keeps running: it goes back to the pool)."""
+    await conn.execute("SELECT pg_advisory_unlock(file_claim_lock_key($1))", file_id)
 
 
 async def find(conn: Connection, *, bucket: str, key: str, object_version: str) -> ExistingFile | None:
@@ -225,7 +236,8 @@ async def release(conn: Connection, file_id: int, owner: str) -> None:
 
 async def unseen_versions(conn: Connection, bucket: str, versions: list[tuple[str, str]]) -> list[int]:
     """The positions in `versions` ((key, object version) pairs of `bucket`) that the log has not seen, or
-    has only as `pending` (a released claim that may have no message left)."""
+    has only as `pending` (a released claim) or as a `processing` claim whose worker died: either may have
+    no message left to bring it back."""
     rows = await conn.fetch(
         """
         SELECT t.position - 1 AS position
@@ -233,7 +245,8 @@ async def unseen_versions(conn: Connection, bucket: str, versions: list[tuple[st
         WHERE NOT EXISTS (
             SELECT 1 FROM file_processing_log AS log
             WHERE log.bucket = $1 AND log.key = t.key AND log.object_version = t.version
-              AND log.status <> 'pending'
+              AND (log.status IN ('completed', 'failed', 'skipped')
+                   OR (log.status = 'processing' AND file_claim_alive(log.id)))
         )
         ORDER BY t.position
         """,
@@ -287,13 +300,30 @@ async def get_file(conn: Connection, file_id: int) -> FileRow | None:
     return FileRow.model_validate(dict(row)) if row else None
 
 
+async def dead_claims(conn: Connection, limit: int) -> list[FileRow]:
+    """`processing` files whose claiming session has ended (their worker died), oldest first."""
+    rows = await conn.fetch(
+        f"""
+        SELECT {_FILE_COLUMNS} FROM file_processing_log
+        WHERE status = 'processing' AND NOT file_claim_alive(id)
+        ORDER BY id
+        LIMIT $1
+        """,  # noqa: S608
+        limit,
+    )
+    return [FileRow.model_validate(dict(row)) for row in rows]
+
+
 async def reopen_for_retry(conn: Connection, file_id: int) -> FileRow | None:
-    """Put a failed (or left pending) file in `pending` so it can be claimed again; None for other states."""
+    """Put a failed file, one left pending, or one whose claim died with its worker, in `pending` so it can
+    be claimed again; None for other states."""
     row = await conn.fetchrow(
         f"""
         UPDATE file_processing_log
         SET status = 'pending', error_code = NULL, error_message = NULL, finished_at = NULL
-        WHERE id = $1 AND status IN ('failed', 'pending')
+        WHERE id = $1
+          AND (status IN ('failed', 'pending')
+               OR (status = 'processing' AND (lease_expires_at < now() OR NOT file_claim_alive(id))))
         RETURNING {_FILE_COLUMNS}
         """,  # noqa: S608
         file_id,

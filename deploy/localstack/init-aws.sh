@@ -4,7 +4,8 @@
 #   - a versioned bucket,
 #   - an SNS topic,
 #   - an SQS queue with a dead-letter queue (redrive maxReceiveCount 5, DLQ retention 14 days),
-#     visibility timeout 120 s and a queue policy letting the topic and the bucket send to it,
+#     visibility timeout 30 s (the app heartbeat's step) and a queue policy letting the topic and the
+#     bucket send to it,
 #   - the SNS->SQS subscription (enveloped delivery: RawMessageDelivery false),
 #   - the S3->SQS notification for s3:ObjectCreated:*.
 # Safe to run again. docker-compose's LocalStack healthcheck only turns healthy once this script has
@@ -17,7 +18,7 @@ topic="${SNS_TOPIC_NAME:-aws-s3-service-events}"
 queue="${SQS_QUEUE_NAME:-aws-s3-service-ingest}"
 dlq="${SQS_DLQ_NAME:-aws-s3-service-ingest-dlq}"
 max_receive_count="${SQS_MAX_RECEIVE_COUNT:-5}"
-visibility_timeout="${SQS_VISIBILITY_TIMEOUT_SECONDS:-120}"
+visibility_timeout="${SQS_VISIBILITY_TIMEOUT_SECONDS:-30}"
 dlq_retention_seconds=$((14 * 24 * 3600))
 notification_id="aws-s3-service-ingest"
 

@@ -46,6 +46,13 @@ def test_env_example_defaults_are_the_real_defaults(monkeypatch: pytest.MonkeyPa
             "RECONCILE_PREFIXES: Value error, 's3://Bad_Bucket/x'",
         ),
         ("RECONCILE_INTERVAL_SECONDS", "-1", "RECONCILE_INTERVAL_SECONDS: Input should be greater than"),
+        (
+            "INGEST_RECOVERY_INTERVAL_SECONDS",
+            "-1",
+            "INGEST_RECOVERY_INTERVAL_SECONDS: Input should be greater than",
+        ),
+        # A beat must land before the step it extends runs out (the default step is 30 s).
+        ("SQS_HEARTBEAT_SECONDS", "20", "settings: Value error, SQS_HEARTBEAT_SECONDS must be at most half"),
     ],
 )
 def test_bad_job_setting_is_one_line_naming_it(

@@ -11,9 +11,8 @@ from fastapi import FastAPI
 from app.core import db as database
 from app.core.config import Settings
 from app.ingestion import repository
-from app.ingestion.claims import WORKER_ID
+from app.ingestion.claims import WORKER_ID, Claimed
 from app.ingestion.envelopes import ObjectRef
-from app.ingestion.outcomes import Claimed
 from app.ingestion.reconcile import RECONCILE_LOCK_KEY, SweepBusy
 from tests.helpers import resources, started_app
 from tests.ingestion.helpers import metric, wait_for_file, wait_for_metric
@@ -96,6 +95,7 @@ async def test_sweep_finishes_a_released_claim_that_no_message_will_bring_back(
     assert isinstance(claimed, Claimed)
     async with resources(app).db.acquire() as conn:  # what a shutdown mid-load leaves behind
         await repository.release(conn, claimed.file_id, WORKER_ID)
+    await claimed.session.close()
 
     result = await resources(app).reconciler.sweep([(quiet_bucket, "cut/")], min_age_seconds=0)
 

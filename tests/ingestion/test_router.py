@@ -279,6 +279,7 @@ async def test_pending_file_left_by_a_transient_failure_can_be_retried(
     # What a transient failure of an API-triggered load leaves: a released claim, no message behind it.
     claimed = await resources(app).ingestor.claim(ObjectRef(quiet_bucket, key, None, None, None), "api")
     await repository.release(db, claimed.file_id, WORKER_ID)
+    await claimed.session.close()
     retried = await client.post(f"/ingestion/files/{claimed.file_id}/retry", headers=bearer(WRITE))
     assert retried.status_code == 202, retried.text
     done = await final(client, claimed.file_id)

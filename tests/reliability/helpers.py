@@ -27,6 +27,7 @@ def isolated_env(moto_url: str, service_env: dict[str, str]) -> dict[str, str]:
         **resources,
         "SQS_WAIT_TIME_SECONDS": "1",
         "SQS_VISIBILITY_TIMEOUT_SECONDS": "10",
+        "SQS_HEARTBEAT_SECONDS": "3",
         "SQS_BACKOFF_BASE_SECONDS": "1",
         "SQS_BACKOFF_MAX_SECONDS": "4",
         "INGEST_LEASE_SECONDS": "10",

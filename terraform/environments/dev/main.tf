@@ -12,8 +12,9 @@ locals {
     ManagedBy   = "terraform"
   })
 
-  # Must equal the app's SQS_VISIBILITY_TIMEOUT_SECONDS (the heartbeat's extension).
-  sqs_visibility_timeout_seconds = 120
+  # Must equal the app's SQS_VISIBILITY_TIMEOUT_SECONDS (the heartbeat's extension step): short, so a
+  # dead task's messages come back within seconds (README: "Recovery after a crash").
+  sqs_visibility_timeout_seconds = 30
 
   database_url_secret_arn = var.enable_rds ? module.rds[0].database_url_secret_arn : var.database_url_secret_arn
   app_secret_arns = merge(

@@ -135,7 +135,8 @@ resource "aws_sqs_queue" "dlq" {
 
 resource "aws_sqs_queue" "this" {
   name = "${var.name}-ingest"
-  # The consumer's heartbeat keeps extending this while a file loads (SQS_VISIBILITY_TIMEOUT_SECONDS).
+  # The consumer's heartbeat keeps extending this in steps while a file loads (SQS_VISIBILITY_TIMEOUT_SECONDS
+  # every SQS_HEARTBEAT_SECONDS), so a message of a dead consumer reappears within one step.
   visibility_timeout_seconds        = var.visibility_timeout_seconds
   receive_wait_time_seconds         = 20
   message_retention_seconds         = 345600

@@ -39,7 +39,7 @@ variable "noncurrent_version_days" {
 variable "visibility_timeout_seconds" {
   description = "Visibility timeout of the ingestion queue; matches the app's SQS_VISIBILITY_TIMEOUT_SECONDS."
   type        = number
-  default     = 120
+  default     = 30
 
   validation {
     condition     = var.visibility_timeout_seconds >= 30 && var.visibility_timeout_seconds <= 43200
