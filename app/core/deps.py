@@ -49,19 +49,14 @@ async def get_transaction(request: Request) -> AsyncIterator[Connection]:
         yield conn
 
 
-async def get_connection(request: Request) -> AsyncIterator[Connection]:
-    """A connection without a transaction, for one read-only statement (BEGIN and COMMIT would be two more
-    round trips for nothing)."""
-    async with resources(request).db.acquire(REQUEST_WAIT_SECONDS) as conn:
-        yield conn
-
-
 AppSettings = Annotated[Settings, Depends(get_app_settings)]
-# The database itself, for a route that must do other I/O before its transaction (S3 first, then the
-# audit row: no connection waits on S3).
+# The database itself: for reads, which hold a connection for their statement only (`async with
+# db.acquire()`), and for a route that must do other I/O before its transaction (S3 first, then the audit
+# row: no connection waits on S3). A connection as a yield dependency cost ~35 us a request in FastAPI
+# (an exit stack, a shielded cancel scope, a generator context manager), a fifth of a read's CPU on the API
+# benchmark (docs/benchmarks.md); writes keep `Tx`, whose commit must precede the response.
 Db = Annotated[Database, Depends(get_db)]
 Aws = Annotated[AwsClients, Depends(get_aws)]
 # scope="function": the transaction ends when the route returns, so a commit failure is the route's error
 # (a 503 problem), never a response already sent.
 Tx = Annotated[Connection, Depends(get_transaction, scope="function")]
-DbConn = Annotated[Connection, Depends(get_connection, scope="function")]

@@ -5,7 +5,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from app.core.deps import AppSettings, Aws, Db, DbConn, Tx
+from app.core.db import REQUEST_WAIT_SECONDS
+from app.core.deps import AppSettings, Aws, Db, Tx
 from app.core.errors import NotFound, ServiceUnavailable, problem_responses
 from app.core.http import JsonBody
 from app.core.security import Principal, requires
@@ -38,7 +39,7 @@ MAX_REDRIVE = 1000  # per call, so one request stays short; call again for more
 )
 async def list_files(
     _: Reader,
-    conn: DbConn,
+    db: Db,
     status: FileStatus | None = None,
     # PostgreSQL text cannot hold U+0000, so no stored key has it: refused rather than a driver error.
     key_prefix: Annotated[str | None, Query(min_length=1, max_length=1024, pattern=r"^[^\x00]+$")] = None,
@@ -47,9 +48,10 @@ async def list_files(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> FilePage:
     after = operations.decode_cursor(cursor) if cursor else None
-    rows = await repository.list_files(
-        conn, status=status, key_prefix=key_prefix, since=since, after=after, limit=limit + 1
-    )
+    async with db.acquire(REQUEST_WAIT_SECONDS) as conn:
+        rows = await repository.list_files(
+            conn, status=status, key_prefix=key_prefix, since=since, after=after, limit=limit + 1
+        )
     page, more = rows[:limit], len(rows) > limit
     return FilePage(items=page, next_cursor=operations.encode_cursor(page[-1]) if more else None)
 
@@ -57,8 +59,9 @@ async def list_files(
 @router.get(
     "/files/{file_id}", response_model=FileRow, summary="One file", responses=problem_responses(404, 422)
 )
-async def get_file(_: Reader, file_id: FileId, conn: DbConn) -> FileRow:
-    row = await repository.get_file(conn, file_id)
+async def get_file(_: Reader, file_id: FileId, db: Db) -> FileRow:
+    async with db.acquire(REQUEST_WAIT_SECONDS) as conn:
+        row = await repository.get_file(conn, file_id)
     if row is None:
         raise NotFound(f"No file with id {file_id}.")
     return row

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel
 
 from app.core.db import REQUEST_WAIT_SECONDS
-from app.core.deps import AppSettings, Aws, Db, DbConn, Tx
+from app.core.deps import AppSettings, Aws, Db, Tx
 from app.core.errors import problem_responses
 from app.core.http import JsonBody, JsonBytes
 from app.core.security import Principal, requires
@@ -64,9 +64,6 @@ def _add_record_routes(
     async def create(principal: Writer, _json: JsonBody, body: create_model, conn: Tx) -> Any:  # type: ignore[valid-type]  # the model of this record type
         return await service.create(conn, principal, kind, body)
 
-    # An audited read and its audit row commit together; an unaudited one is a single SELECT.
-    ReadConnection = Tx if kind in AUDITED else DbConn
-
     @router.get(
         f"/{{user_id}}/{kind}",
         response_model=read_model,
@@ -74,8 +71,8 @@ def _add_record_routes(
         summary=f"Get a user's {kind} record",
         responses=problem_responses(404, 422, 503),
     )
-    async def read(principal: Reader, user_id: UserIdPath, conn: ReadConnection) -> Any:  # type: ignore[valid-type]  # Tx or DbConn
-        return await service.get(conn, principal, kind, user_id)
+    async def read(principal: Reader, user_id: UserIdPath, db: Db) -> Any:
+        return await service.read(db, principal, kind, user_id)
 
     @router.patch(
         f"/{{user_id}}/{kind}",

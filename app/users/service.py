@@ -11,7 +11,7 @@ from app.audit import repository as audit
 from app.audit.repository import ANY_USER, AuditAction, AuditedObject
 from app.core.aws import AwsClients
 from app.core.config import Settings
-from app.core.db import Connection
+from app.core.db import REQUEST_WAIT_SECONDS, Connection, Database
 from app.core.errors import Conflict, NotFound, ServiceUnavailable
 from app.core.security import Forbidden, Principal
 from app.files import service as files
@@ -74,6 +74,16 @@ async def create(conn: Connection, principal: Principal, kind: RecordType, data:
         raise RecordAlreadyExists(kind, user_id)
     await _audit(conn, principal, AuditAction.CREATE, kind, user_id)
     return created
+
+
+async def read(db: Database, principal: Principal, kind: RecordType, user_id: str) -> Any:
+    """An audited read and its audit row commit together; an unaudited one is a single SELECT (BEGIN and
+    COMMIT would be two more round trips for nothing)."""
+    if kind in AUDITED:
+        async with db.transaction(REQUEST_WAIT_SECONDS) as conn:
+            return await get(conn, principal, kind, user_id)
+    async with db.acquire(REQUEST_WAIT_SECONDS) as conn:
+        return await get(conn, principal, kind, user_id)
 
 
 async def get(conn: Connection, principal: Principal, kind: RecordType, user_id: str) -> Any:
