@@ -28,7 +28,7 @@ START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 60.0
 # The consumers' long poll here, not the service's 20 s default: moto keeps serving a receive whose client
 # has gone, and one left by a stopped consumer would take the next case's messages out of sight for the
-# visibility timeout (120 s). A short poll ends soon after its consumer, and costs nothing on a busy queue:
+# visibility timeout (30 s). A short poll ends soon after its consumer, and costs nothing on a busy queue:
 # a receive returns as soon as a message is there.
 SQS_WAIT_SECONDS = 2
 
