@@ -2,8 +2,10 @@
 
 import asyncpg
 
-# The worker whose session holds a file's claim lock (migration 0005) while that session is COPYing the
-# file's rows: a file caught mid-load, not just claimed.
+# The worker whose session holds a file's claim lock (migration 0005) while that session's load transaction
+# is open and has written (the staging table, rows): a file caught mid-load, not just claimed. (Not "while
+# a COPY runs": the loader COPYs chunk by chunk between parses, and a poll can miss every COPY of a fast
+# file.)
 _LOADING_PID = """
     SELECT log.lease_owner
     FROM file_processing_log AS log
@@ -11,8 +13,8 @@ _LOADING_PID = """
       ON lock.locktype = 'advisory' AND lock.granted AND lock.objsubid = 1
      AND lock.classid::bigint = file_claim_lock_key(log.id) >> 32
      AND lock.objid::bigint = file_claim_lock_key(log.id) & 4294967295
-    JOIN pg_stat_progress_copy AS copy ON copy.pid = lock.pid
-    WHERE log.bucket = $1 AND log.status = 'processing' AND copy.tuples_processed > 0
+    JOIN pg_stat_activity AS activity ON activity.pid = lock.pid
+    WHERE log.bucket = $1 AND log.status = 'processing' AND activity.backend_xid IS NOT NULL
     LIMIT 1
 """
 

@@ -26,7 +26,7 @@ RECOVERY_DEADLINE_SECONDS = 90.0
 async def loading(
     db: asyncpg.Connection, bucket: str, replicas: list[ServiceProcess]
 ) -> ServiceProcess | None:
-    """The replica in the middle of loading the bucket's file (its rows being COPYed)."""
+    """The replica in the middle of loading the bucket's file (its load transaction open)."""
     pid = await pid_loading(db, bucket)
     return next((replica for replica in replicas if replica.process.pid == pid), None)
 
