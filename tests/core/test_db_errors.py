@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from app.core import db as database
 from app.core.config import Settings
 from app.core.db import apply_migrations
+from app.ingestion.claims import Claimed
 from app.ingestion.envelopes import ObjectRef
 from app.ingestion.outcomes import Transient
 from tests.helpers import bearer, eventually, problem_of, resources, started_app, unique_id
@@ -123,34 +124,47 @@ def quiet_bucket(s3: Any) -> str:
 
 
 async def test_file_whose_load_is_cancelled_by_the_server_is_released_not_failed(
-    app: FastAPI, s3: Any, quiet_bucket: str, db: asyncpg.Connection
+    app: FastAPI, s3: Any, quiet_bucket: str, db: asyncpg.Connection, settings: Settings
 ) -> None:
     # A query cancelled mid-load (statement_timeout, an operator's pg_cancel_backend, a failover drill)
     # says nothing about the file: it must be retried, not failed for good with its message deleted.
     key = f"cancel/{secrets.token_hex(4)}.jsonl"
-    s3.put_object(Bucket=quiet_bucket, Key=key, Body=b"".join(b'{"n": %d}\n' % n for n in range(300_000)))
-    loading = asyncio.create_task(
-        resources(app).ingestor.ingest(ObjectRef(quiet_bucket, key, None, None, None), "cli")
-    )
+    s3.put_object(Bucket=quiet_bucket, Key=key, Body=b"".join(b'{"n": %d}\n' % n for n in range(2_000)))
+    ingestor = resources(app).ingestor
+    claimed = await ingestor.claim(ObjectRef(quiet_bucket, key, None, None, None), "cli")
+    assert isinstance(claimed, Claimed)
+    # The load will wait for this lock on the file's row (its rows' foreign key, or its `completed`): a
+    # query caught running, every time, rather than one that a poll may or may not catch.
+    blocker = await asyncpg.connect(str(settings.database_url))
+    try:
+        async with blocker.transaction():
+            await blocker.execute(
+                "SELECT 1 FROM file_processing_log WHERE id = $1 FOR UPDATE", claimed.file_id
+            )
+            loading = asyncio.create_task(ingestor.load(claimed))
 
-    async def cancel_the_load() -> bool:
-        cancelled = await db.fetchval(
-            """
-            SELECT bool_or(pg_cancel_backend(pid)) FROM pg_stat_activity
-            WHERE application_name = 'aws-s3-service' AND state = 'active' AND datname = current_database()
-              AND (query LIKE '%INSERT INTO processed_data%' OR query LIKE 'COPY%ingest_staging%')
-            """
-        )
-        return bool(cancelled) or loading.done()
+            async def cancel_the_waiting_load() -> bool:
+                return bool(
+                    await db.fetchval(
+                        """
+                        SELECT bool_or(pg_cancel_backend(pid)) FROM pg_stat_activity
+                        WHERE application_name = 'aws-s3-service' AND datname = current_database()
+                          AND state = 'active' AND wait_event_type = 'Lock'
+                        """
+                    )
+                )
 
-    await eventually(cancel_the_load)
-    with pytest.raises(Transient):
-        await loading
+            await eventually(cancel_the_waiting_load, message="the load waiting to complete, cancelled")
+        with pytest.raises(Transient):
+            await loading
+    finally:
+        await blocker.close()
     row = await db.fetchrow("SELECT status, error_code FROM file_processing_log WHERE key = $1", key)
     assert dict(row) == {"status": "pending", "error_code": None}
+    assert await db.fetchval("SELECT count(*) FROM processed_data WHERE file_id = $1", claimed.file_id) == 0
     # Retried, it loads.
-    outcome = await resources(app).ingestor.ingest(ObjectRef(quiet_bucket, key, None, None, None), "cli")
-    assert (outcome.status, outcome.counts.rows_inserted) == ("completed", 300_000)
+    outcome = await ingestor.ingest(ObjectRef(quiet_bucket, key, None, None, None), "cli")
+    assert (outcome.status, outcome.counts.rows_inserted) == ("completed", 2_000)
 
 
 @pytest.fixture
