@@ -87,6 +87,50 @@ class ByteSource(Protocol):
     async def read(self, n: int = -1) -> bytes: ...
 
 
+@dataclass(frozen=True, slots=True)
+class CsvOptions:
+    """A CSV file's dialect, as its source declares it. RecordStream checks it (ValueError)."""
+
+    delimiter: str = ","  # one character
+    quote: str = '"'  # one character; doubled inside a quoted field (RFC 4180)
+    header: bool = True  # False: no header row; records are keyed by `columns`
+    columns: tuple[str, ...] = ()  # the field names in file order when header is False (ignored otherwise)
+    encoding: str = "utf-8"  # any Python text codec; a UTF-8 byte order mark is skipped for utf-8
+
+
+def _checked(options: CsvOptions) -> CsvOptions:
+    for name, char in (("delimiter", options.delimiter), ("quote", options.quote)):
+        if not isinstance(char, str) or len(char) != 1:
+            raise ValueError(f"the CSV {name} must be exactly one character, not {char!r}")
+        if char in "\r\n":
+            raise ValueError(f"the CSV {name} must not be a line break")
+    if options.delimiter == options.quote:
+        raise ValueError(f"the CSV delimiter and quote must differ (both are {options.quote!r})")
+    if not options.header:
+        if not options.columns:
+            raise ValueError("a CSV without a header row needs columns: the field names in file order")
+        names: set[str] = set()
+        for column, name in enumerate(options.columns, start=1):
+            if not isinstance(name, str) or not name.strip():
+                raise ValueError(f"CSV column {column} has no name")
+            if name in names:
+                raise ValueError(f"CSV column {column} repeats an earlier name ({name!r})")
+            names.add(name)
+    try:
+        codecs.lookup(options.encoding)
+        b"\n".decode(options.encoding)  # a codec that is not a text encoding (hex, rot13) refuses bytes
+    except LookupError:
+        raise ValueError(f"the CSV encoding {options.encoding!r} is not a known text encoding") from None
+    except UnicodeError:
+        pass  # a lone newline byte is not text in UTF-16, say: the encoding itself is fine
+    return options
+
+
+def _is_utf8(encoding: str) -> bool:
+    """UTF-8 with or without a byte order mark: both take the UTF-8 path, which skips one."""
+    return codecs.lookup(encoding).name in ("utf-8", "utf-8-sig")
+
+
 def _record(index: int, line: int, data: object, where: str) -> Record:
     if not isinstance(data, dict):
         return Record(index, line, None, None, None, f"{where} {line}: not a JSON object")
@@ -101,7 +145,12 @@ class RecordStream:
     """The records of one file, in file order, read once from `source`.
 
     Iterate it (or `batches()`) once; `sha256`, `raw_bytes`, `decompressed_bytes` and `gzipped` describe
-    the file after the iteration has completed.
+    the file after the iteration has completed. `header` is a CSV file's field names: its header row once
+    that has been read (so after the first batch), or `csv.columns` when there is no header row; None for
+    JSON and JSON Lines.
+
+    `max_record_bytes` counts a record's bytes as UTF-8 text (a CSV record's newline not included), whatever
+    the file's encoding: the same record is refused or not whether it comes in UTF-8 or in Latin-1.
     """
 
     def __init__(
@@ -114,7 +163,9 @@ class RecordStream:
         max_records: int,
         max_record_bytes: int,
         chunk_size: int = 1024 * 1024,
+        csv: CsvOptions = CsvOptions(),
     ) -> None:
+        self._csv_options = _checked(csv)
         self._source = source
         self._format = fmt
         self._max_bytes = max_bytes
@@ -126,6 +177,9 @@ class RecordStream:
         self.raw_bytes = 0
         self.decompressed_bytes = 0
         self.gzipped = False
+        self.header: list[str] | None = None
+        if fmt is FileFormat.CSV and not csv.header:
+            self.header = list(csv.columns)
 
     @property
     def sha256(self) -> str:
@@ -353,7 +407,7 @@ class RecordStream:
     # CSV: the stdlib reader, fed texts that end at a record boundary.
 
     async def _decoded(self) -> AsyncIterator[tuple[str, int, int]]:
-        """Texts, each with its size in UTF-8 bytes and the count of newlines before it."""
+        """Texts, each with its size in UTF-8 bytes and the count of newlines before it (a UTF-8 file)."""
         carry = b""
         lines = 0  # newlines before the current piece (a carried incomplete sequence holds none)
         async for piece in self._text():
@@ -369,9 +423,41 @@ class RecordStream:
         if carry:
             raise ParseError("encoding", f"line {lines + 1}: not valid UTF-8 (cut short)", lines + 1)
 
+    async def _decoded_as(self, encoding: str) -> AsyncIterator[tuple[str, int, int]]:
+        """As `_decoded`, for a file in another encoding: its newlines are counted in the decoded text
+        (in UTF-16, say, a 0x0A byte can be half of another character), and sizes are those of the text
+        in UTF-8. No UTF-8 byte order mark is skipped (in Latin-1 it is the text "ï»¿"); a codec's own
+        (UTF-16's) is, and so is a U+FEFF that begins the text (UTF-16-LE's byte order mark, say)."""
+        decoder = codecs.getincrementaldecoder(encoding)("strict")
+        pieces = self._decompressed()
+        lines = 0  # newlines in the texts before the current one
+        first = True
+        while True:
+            piece = await anext(pieces, None)  # None: the end, where the decoder must hold nothing back
+            state = decoder.getstate()
+            try:
+                text = decoder.decode(piece or b"", piece is None)
+            except UnicodeDecodeError as exc:
+                # The newlines of what decoded before the error, from the state the decoder began this
+                # piece in: exc.object is the bytes it held back from the last piece, then this piece.
+                before = codecs.getincrementaldecoder(encoding)("replace")
+                before.setstate((b"", state[1]))
+                line = lines + before.decode(exc.object[: exc.start]).count("\n") + 1
+                cut_short = "" if piece is not None else " (cut short)"
+                raise ParseError("encoding", f"line {line}: not valid {encoding}{cut_short}", line) from None
+            if first and text:
+                text = text.removeprefix("\ufeff")
+                first = False
+            if text:
+                yield text, _utf8_size(text, lines, encoding), lines
+                lines += text.count("\n")
+            if piece is None:
+                return
+
     async def _csv_texts(self) -> AsyncIterator[str]:
-        """Texts cut after a newline where the count of `"` so far is even. RFC 4180 doubles a quote inside
-        a quoted field, so an odd count means a quoted field (maybe holding newlines) is still open.
+        """Texts cut after a newline where the count of quote characters (`"` by default) so far is even.
+        RFC 4180 doubles a quote inside a quoted field, so an odd count means a quoted field (maybe holding
+        newlines) is still open.
 
         A record longer than the record limit (an unterminated quote makes the rest of the file one record)
         is refused as soon as its texts add up to more, before they are joined. Records are measured only
@@ -379,13 +465,19 @@ class RecordStream:
         case (small records, a limit well above the piece size) is never.
         """
         limit = self._max_record_bytes
+        quote = self._csv_options.quote
+        # The texts are decoded whatever the file's encoding, and measured against the limit in UTF-8
+        # (`data` below): the quote is looked for there as UTF-8 too, never as the file's bytes.
+        utf8_quote = quote.encode()
+        encoding = self._csv_options.encoding
+        texts = self._decoded() if _is_utf8(encoding) else self._decoded_as(encoding)
         pending: list[str] = []
         pending_bytes = 0  # UTF-8 bytes in `pending`: the start of the record the next text continues
         odd = False  # parity of the quotes in `pending`
-        async for text, size, lines in self._decoded():
+        async for text, size, lines in texts:
             if pending_bytes + size > limit:
                 data = text.encode()
-                start = _csv_record_over(data, odd, -pending_bytes, limit)
+                start = _csv_record_over(data, odd, -pending_bytes, limit, utf8_quote)
                 if start is not None:
                     if start > 0:  # the records before it are parsed first, an error in one is reported
                         pending.append(data[:start].decode())
@@ -394,12 +486,12 @@ class RecordStream:
                     else:
                         line = lines - sum(part.count("\n") for part in pending) + 1
                     raise self._too_large(line)
-            end_odd = odd ^ bool(text.count('"') & 1)
+            end_odd = odd ^ bool(text.count(quote) & 1)
             cut = text.rfind("\n") + 1
-            cut_odd = end_odd ^ bool(text.count('"', cut) & 1)
+            cut_odd = end_odd ^ bool(text.count(quote, cut) & 1)
             while cut and cut_odd:
                 previous = text.rfind("\n", 0, cut - 1) + 1
-                cut_odd ^= bool(text.count('"', previous, cut) & 1)
+                cut_odd ^= bool(text.count(quote, previous, cut) & 1)
                 cut = previous
             if not cut:
                 pending.append(text)
@@ -418,8 +510,11 @@ class RecordStream:
     async def _csv(self) -> AsyncIterator[list[Record]]:
         dumps, sha256 = orjson.dumps, hashlib.sha256
         max_records = self._max_records
-        header: list[str] | None = None
-        width = 0
+        options = self._csv_options
+        # Without a header row, the declared columns are the header and the first row is a record.
+        header: list[str] | None = None if options.header else list(options.columns)
+        width = len(header) if header else 0
+        expected = "header has" if options.header else "expected"
         lines = 0  # physical lines in the texts before the current one
         index = 0
         async for text in self._csv_texts():
@@ -428,7 +523,12 @@ class RecordStream:
                 line = lines + text.count("\n", 0, nul) + 1
                 raise ParseError("parse_error", f"line {line}: NUL byte", line)
             # strict: a quote out of place, or a text ending inside a quoted field, is an error, not a guess.
-            reader = csv.reader(io.StringIO(text, newline="\n"), strict=True)
+            reader = csv.reader(
+                io.StringIO(text, newline="\n"),
+                delimiter=options.delimiter,
+                quotechar=options.quote,
+                strict=True,
+            )
             records: list[Record] = []
             read = 0  # lines the reader had read before the current row
             try:
@@ -440,6 +540,7 @@ class RecordStream:
                     if header is None:
                         header = _header(row, number)
                         width = len(header)
+                        self.header = list(header)  # a copy: the caller's cannot change the records' keys
                         continue
                     if index == max_records:
                         raise self._too_many()
@@ -450,7 +551,7 @@ class RecordStream:
                         canonical = dumps(data, option=CANONICAL)[:-1]
                         record = Record(index, number, data, canonical, sha256(canonical).hexdigest(), None)
                     else:
-                        problem = f"line {number}: {len(row)} fields, header has {width}"
+                        problem = f"line {number}: {len(row)} fields, {expected} {width}"
                         record = Record(index, number, None, None, None, problem)
                     records.append(record)
                     index += 1
@@ -463,13 +564,14 @@ class RecordStream:
             raise ParseError("parse_error", "line 1: the header row is missing", 1)
 
 
-def _csv_record_over(data: bytes, odd: bool, start: int, limit: int) -> int | None:
+def _csv_record_over(data: bytes, odd: bool, start: int, limit: int, quote: bytes = b'"') -> int | None:
     """Where the first record longer than `limit` bytes (its newline not counted) begins, relative to
     `data`, or None. The record open when `data` begins began at `start` (<= 0), inside quotes if `odd`;
-    the record `data` leaves open counts with what it holds so far."""
+    the record `data` leaves open counts with what it holds so far. `data` is UTF-8 and `quote` the quote
+    character in UTF-8 (a multi-byte one is found whole: no UTF-8 sequence holds another)."""
     at = 0
     while (newline := data.find(b"\n", at)) >= 0:
-        odd ^= bool(data.count(b'"', at, newline) & 1)
+        odd ^= bool(data.count(quote, at, newline) & 1)
         at = newline + 1
         if not odd:
             if newline - start > limit:
@@ -478,8 +580,11 @@ def _csv_record_over(data: bytes, odd: bool, start: int, limit: int) -> int | No
     return start if len(data) - start > limit else None
 
 
-def record_stream(source: ByteSource, fmt: FileFormat, settings: IngestSettings) -> RecordStream:
-    """A file's records within the limits the settings give (INGEST_MAX_*)."""
+def record_stream(
+    source: ByteSource, fmt: FileFormat, settings: IngestSettings, *, csv: CsvOptions = CsvOptions()
+) -> RecordStream:
+    """A file's records within the limits the settings give (INGEST_MAX_*); a CSV file's in `csv`'s
+    dialect (ValueError if the options are not valid)."""
     return RecordStream(
         source,
         fmt,
@@ -487,6 +592,7 @@ def record_stream(source: ByteSource, fmt: FileFormat, settings: IngestSettings)
         max_decompressed_bytes=settings.ingest_max_decompressed_bytes,
         max_records=settings.ingest_max_records,
         max_record_bytes=settings.ingest_max_record_bytes,
+        csv=csv,
     )
 
 
@@ -504,6 +610,18 @@ def _utf8_prefix(data: bytes) -> tuple[int, bool]:
         return codecs.utf_8_decode(data, "strict", False)[1], False
     except UnicodeDecodeError as exc:
         return exc.start, True
+
+
+def _utf8_size(text: str, lines: int, encoding: str) -> int:
+    """The bytes of `text` in UTF-8. A codec can decode to a lone surrogate (unicode_escape does for
+    `\\ud800`), which neither UTF-8 nor JSON can hold: the file is refused as not valid text."""
+    if text.isascii():
+        return len(text)
+    try:
+        return len(text.encode())
+    except UnicodeEncodeError as exc:
+        line = lines + text.count("\n", 0, exc.start) + 1
+        raise ParseError("encoding", f"line {line}: not valid {encoding} (a lone surrogate)", line) from None
 
 
 def _header(row: list[str], line: int) -> list[str]:

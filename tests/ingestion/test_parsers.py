@@ -10,14 +10,17 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
+from app.core.config import IngestSettings
 from app.ingestion.parsers import (
     MAX_JSON_DEPTH,
     PIECE_BYTES,
+    CsvOptions,
     FileFormat,
     ParseError,
     Record,
     RecordStream,
     detect_format,
+    record_stream,
 )
 
 CHUNK_SIZES = [1, 7, 64 * 1024]
@@ -60,6 +63,7 @@ def stream(
     max_decompressed_bytes: int = NO_LIMIT,
     max_records: int = NO_LIMIT,
     max_record_bytes: int = NO_LIMIT,
+    csv: CsvOptions = CsvOptions(),
 ) -> RecordStream:
     return RecordStream(
         MemorySource(data, chunk),
@@ -68,16 +72,21 @@ def stream(
         max_decompressed_bytes=max_decompressed_bytes,
         max_records=max_records,
         max_record_bytes=max_record_bytes,
+        csv=csv,
     )
 
 
-async def parse(data: bytes, fmt: FileFormat, chunk: int = 7, **limits: int) -> list[Record]:
-    return [record async for record in stream(data, fmt, chunk, **limits)]
+async def parse(
+    data: bytes, fmt: FileFormat, chunk: int = 7, *, csv: CsvOptions = CsvOptions(), **limits: int
+) -> list[Record]:
+    return [record async for record in stream(data, fmt, chunk, csv=csv, **limits)]
 
 
-async def parse_error(data: bytes, fmt: FileFormat, chunk: int = 7, **limits: int) -> ParseError:
+async def parse_error(
+    data: bytes, fmt: FileFormat, chunk: int = 7, *, csv: CsvOptions = CsvOptions(), **limits: int
+) -> ParseError:
     with pytest.raises(ParseError) as caught:
-        await parse(data, fmt, chunk, **limits)
+        await parse(data, fmt, chunk, csv=csv, **limits)
     return caught.value
 
 
@@ -345,6 +354,267 @@ async def test_csv_unterminated_quote_is_a_parse_error() -> None:
 
     assert error.code == "parse_error"
     assert error.line == 3
+
+
+# CSV options: a source's dialect (delimiter, quote, header row or declared columns, encoding)
+
+HEADERLESS = CsvOptions(header=False, columns=("id", "name"))
+
+
+@pytest.mark.parametrize("chunk", CHUNK_SIZES)
+async def test_csv_semicolon_delimiter_with_a_quoted_field_holding_a_semicolon_and_a_newline(
+    chunk: int,
+) -> None:
+    data = b'id;note;n\r\n1;"a; b\nc";x\r\n2;plain, with a comma;"y"\r\n'
+
+    records = await parse(data, FileFormat.CSV, chunk, csv=CsvOptions(delimiter=";"))
+
+    assert rows(records) == [
+        (2, {"id": "1", "note": "a; b\nc", "n": "x"}, None),
+        (4, {"id": "2", "note": "plain, with a comma", "n": "y"}, None),
+    ]
+
+
+@pytest.mark.parametrize("chunk", CHUNK_SIZES)
+async def test_csv_custom_quote_doubles_inside_a_field_and_the_default_quote_is_plain_text(
+    chunk: int,
+) -> None:
+    data = b"id,note\n1,'it''s \"fine\", really\nsecond line'\n2,'x'\n3,\"a\n"
+
+    records = await parse(data, FileFormat.CSV, chunk, csv=CsvOptions(quote="'"))
+
+    assert rows(records) == [
+        (2, {"id": "1", "note": 'it\'s "fine", really\nsecond line'}, None),
+        (4, {"id": "2", "note": "x"}, None),
+        (5, {"id": "3", "note": '"a'}, None),
+    ]
+
+
+@pytest.mark.parametrize("shift", [-2, -1, 0, 1])
+async def test_csv_custom_quote_with_a_newline_on_a_piece_boundary(shift: int) -> None:
+    # 64 KiB chunks make pieces of exactly PIECE_BYTES: the quoted field's newline is the byte before,
+    # at or after the boundary, so one piece ends inside the quotes (with an odd count of them so far).
+    first = b"id,note\n1,"
+    opening = b"2,'it''s"
+    pad = PIECE_BYTES + shift - len(first) - 1 - len(opening)
+    data = first + b"p" * pad + b"\n" + opening + b"\nnext line'\n3,end\n"
+    assert data.index(b"\nnext") == PIECE_BYTES + shift
+
+    records = await parse(data, FileFormat.CSV, PIECE_BYTES, csv=CsvOptions(quote="'"))
+
+    assert rows(records) == [
+        (2, {"id": "1", "note": "p" * pad}, None),
+        (3, {"id": "2", "note": "it's\nnext line"}, None),
+        (5, {"id": "3", "note": "end"}, None),
+    ]
+
+
+@pytest.mark.parametrize("chunk", CHUNK_SIZES)
+async def test_csv_without_a_header_row_keys_every_row_by_the_columns(chunk: int) -> None:
+    data = b'1,Ada\n\n2\n"3","multi\nline"\n4,Bob,extra\n5,Cy'
+    parsed = stream(data, FileFormat.CSV, chunk, csv=HEADERLESS)
+
+    records = [record async for record in parsed]
+
+    assert rows(records) == [
+        (1, {"id": "1", "name": "Ada"}, None),
+        (3, None, "line 3: 1 fields, expected 2"),
+        (4, {"id": "3", "name": "multi\nline"}, None),
+        (6, None, "line 6: 3 fields, expected 2"),
+        (7, {"id": "5", "name": "Cy"}, None),
+    ]
+    assert [record.index for record in records] == [0, 1, 2, 3, 4]
+    assert parsed.header == ["id", "name"]
+
+
+@pytest.mark.parametrize("data", [b"", b"\n\n"])
+async def test_csv_without_a_header_row_may_be_empty(data: bytes) -> None:
+    assert await parse(data, FileFormat.CSV, csv=HEADERLESS) == []
+
+
+async def test_csv_without_a_header_row_counts_the_first_row_against_max_records() -> None:
+    error = await parse_error(b"1,a\n2,b\n3,c\n", FileFormat.CSV, csv=HEADERLESS, max_records=2)
+
+    assert (error.code, error.message) == ("too_many_records", "the file has more than 2 records")
+
+
+async def test_csv_header_is_none_until_the_header_row_is_read_and_then_a_copy() -> None:
+    parsed = stream(b"id,name\n1,a\n2,b\n", FileFormat.CSV, 7)  # record 2 is parsed after the first batch
+    assert parsed.header is None
+
+    batches = parsed.batches(1)
+    first = await anext(batches)
+    assert parsed.header == ["id", "name"]
+    parsed.header[0] = "changed"  # the caller's list: the records go on with the file's names
+    rest = [batch async for batch in batches]
+
+    assert [record.data for batch in [first, *rest] for record in batch] == [
+        {"id": "1", "name": "a"},
+        {"id": "2", "name": "b"},
+    ]
+
+
+async def test_csv_header_is_the_columns_from_the_start_when_there_is_no_header_row() -> None:
+    parsed = stream(b"1,a\n", FileFormat.CSV, csv=CsvOptions(header=False, columns=("x", "y")))
+
+    assert parsed.header == ["x", "y"]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "data"), [(FileFormat.JSON, b'[{"a": 1}]'), (FileFormat.JSONL, b'{"a": 1}\n')]
+)
+async def test_json_files_have_no_header(fmt: FileFormat, data: bytes) -> None:
+    parsed = stream(data, fmt, csv=HEADERLESS)  # the CSV options do not apply
+
+    records = [record async for record in parsed]
+
+    assert [record.data for record in records] == [{"a": 1}]
+    assert parsed.header is None
+
+
+@pytest.mark.parametrize("chunk", CHUNK_SIZES)
+@pytest.mark.parametrize(
+    ("encoding", "data", "expected"),
+    [
+        ("latin-1", b'id,name\n1,Jos\xe9\n2,"na\xefve\n\xe9t\xe9"\n', ["José", "naïve\nété"]),
+        ("cp1252", b'id,name\n1,\x80 5\n2,"\x93q\x94\n"\n', ["€ 5", "\u201cq\u201d\n"]),
+        ("utf-16", 'id,name\n1,José\n2,"a\nb"\n'.encode("utf-16"), ["José", "a\nb"]),
+        ("utf-16-le", '\ufeffid,name\n1,José\n2,"a\nb"\n'.encode("utf-16-le"), ["José", "a\nb"]),
+        ("UTF8", BOM + 'id,name\n1,José\n2,"a\nb"\n'.encode(), ["José", "a\nb"]),
+        ("utf-8-sig", BOM + 'id,name\n1,José\n2,"a\nb"\n'.encode(), ["José", "a\nb"]),
+    ],
+    ids=["latin-1", "cp1252", "utf-16", "utf-16-le", "UTF8", "utf-8-sig"],
+)
+async def test_csv_declared_encoding_is_decoded(
+    encoding: str, data: bytes, expected: list[str], chunk: int
+) -> None:
+    records = await parse(data, FileFormat.CSV, chunk, csv=CsvOptions(encoding=encoding))
+
+    assert rows(records) == [
+        (2, {"id": "1", "name": expected[0]}, None),
+        (3, {"id": "2", "name": expected[1]}, None),
+    ]
+
+
+@pytest.mark.parametrize("chunk", CHUNK_SIZES)
+@pytest.mark.parametrize(
+    ("encoding", "data", "line", "message"),
+    [
+        ("ascii", b'id,name\n1,ok\n2,"multi\nline"\n3,Jos\xe9\n', 5, "line 5: not valid ascii"),
+        (
+            "cp1252",
+            b"id,name\n1,ok\n\n2,\x81\n",
+            4,
+            "line 4: not valid cp1252",
+        ),  # 0x81: no character in cp1252
+        # U+010A is 0x0A 0x01 in UTF-16-LE: only newlines in the decoded text count.
+        (
+            "utf-16-le",
+            "id\n1\n\u010a\n".encode("utf-16-le") + b"\x00\xdc\n\x00",
+            4,
+            "line 4: not valid utf-16-le",
+        ),
+        ("utf-16", "id\n1\n2\n".encode("utf-16")[:-1], 3, "line 3: not valid utf-16 (cut short)"),
+    ],
+    ids=["ascii", "cp1252", "utf-16-le", "utf-16-cut-short"],
+)
+async def test_csv_bytes_invalid_in_the_declared_encoding_are_an_encoding_error_with_the_line(
+    encoding: str, data: bytes, line: int, message: str, chunk: int
+) -> None:
+    error = await parse_error(data, FileFormat.CSV, chunk, csv=CsvOptions(encoding=encoding))
+
+    assert (error.code, error.line, error.message) == ("encoding", line, message)
+
+
+async def test_csv_a_byte_invalid_in_a_later_piece_has_its_line_in_the_file() -> None:
+    data = b"id\n" + b"x\xe9\n" * PIECE_BYTES + b"\x81\n"  # 3 pieces of valid cp1252 text before it
+
+    error = await parse_error(data, FileFormat.CSV, PIECE_BYTES, csv=CsvOptions(encoding="cp1252"))
+
+    assert (error.code, error.line) == ("encoding", PIECE_BYTES + 2)
+
+
+@pytest.mark.parametrize("chunk", CHUNK_SIZES)
+async def test_csv_declared_dialect_of_a_gzipped_file(chunk: int) -> None:
+    text = b"1;'Jos\xe9; ''Pepe''';x\n2;'two\nlines';y\n3;z\n"
+    data = gzip.compress(text[:10]) + gzip.compress(text[10:])
+    options = CsvOptions(
+        delimiter=";", quote="'", header=False, columns=("id", "name", "tag"), encoding="latin-1"
+    )
+    parsed = stream(data, FileFormat.CSV, chunk, csv=options)
+
+    records = [record async for record in parsed]
+
+    assert rows(records) == [
+        (1, {"id": "1", "name": "José; 'Pepe'", "tag": "x"}, None),
+        (2, {"id": "2", "name": "two\nlines", "tag": "y"}, None),
+        (4, None, "line 4: 2 fields, expected 3"),
+    ]
+    assert parsed.gzipped
+    assert (parsed.raw_bytes, parsed.decompressed_bytes) == (len(data), len(text))
+    assert parsed.header == ["id", "name", "tag"]
+
+
+@pytest.mark.parametrize("chunk", CHUNK_SIZES)
+async def test_csv_record_limit_counts_newlines_inside_the_declared_quotes(chunk: int) -> None:
+    note = b"n" * 40 + b"\n" + b"''" + b"n" * (LIMIT - 47)  # the record is LIMIT bytes; with one more, over
+    ok = b"id,note\n3,'" + note + b"'\n4,e\n"
+    over = b"id,note\n1,a\n3,'n" + note + b"'\n4,e\n"
+    options = CsvOptions(quote="'")
+
+    records = await parse(ok, FileFormat.CSV, chunk, csv=options, max_record_bytes=LIMIT)
+    error = await parse_error(over, FileFormat.CSV, chunk, csv=options, max_record_bytes=LIMIT)
+
+    assert [(record.line, record.error) for record in records] == [(2, None), (4, None)]
+    assert (error.code, error.line) == ("record_too_large", 3)
+
+
+@pytest.mark.parametrize("chunk", CHUNK_SIZES)
+async def test_csv_record_limit_is_in_utf8_bytes_whatever_the_encoding(chunk: int) -> None:
+    data = b"id,note\n1," + b"\xe9" * (LIMIT // 2) + b"\n"  # 52 bytes in Latin-1, 102 in UTF-8
+    options = CsvOptions(encoding="latin-1")
+
+    error = await parse_error(data, FileFormat.CSV, chunk, csv=options, max_record_bytes=LIMIT)
+
+    assert (error.code, error.line) == ("record_too_large", 2)
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        (CsvOptions(delimiter=""), "the CSV delimiter must be exactly one character, not ''"),
+        (CsvOptions(delimiter=";;"), "the CSV delimiter must be exactly one character, not ';;'"),
+        (CsvOptions(quote=""), "the CSV quote must be exactly one character, not ''"),
+        (CsvOptions(quote="''"), "the CSV quote must be exactly one character, not \"''\""),
+        (CsvOptions(delimiter="\n"), "the CSV delimiter must not be a line break"),
+        (CsvOptions(quote="\r"), "the CSV quote must not be a line break"),
+        (CsvOptions(delimiter="'", quote="'"), 'the CSV delimiter and quote must differ (both are "\'")'),
+        (CsvOptions(header=False), "a CSV without a header row needs columns: the field names in file order"),
+        (CsvOptions(header=False, columns=("a", " ")), "CSV column 2 has no name"),
+        (CsvOptions(header=False, columns=("a", "b", "a")), "CSV column 3 repeats an earlier name ('a')"),
+        (
+            CsvOptions(encoding="no-such-codec"),
+            "the CSV encoding 'no-such-codec' is not a known text encoding",
+        ),
+        (CsvOptions(encoding="hex"), "the CSV encoding 'hex' is not a known text encoding"),
+    ],
+)
+def test_csv_options_are_checked_when_the_stream_is_made(options: CsvOptions, problem: str) -> None:
+    settings = IngestSettings.model_construct()
+
+    with pytest.raises(ValueError) as made:
+        stream(b"", FileFormat.CSV, csv=options)
+    with pytest.raises(ValueError) as from_settings:
+        record_stream(MemorySource(b"", 7), FileFormat.CSV, settings, csv=options)
+
+    assert str(made.value) == str(from_settings.value) == problem
+
+
+async def test_record_stream_passes_the_csv_options_on() -> None:
+    source = MemorySource(b"a;b\n1;2\n", 7)
+    parsed = record_stream(source, FileFormat.CSV, IngestSettings.model_construct(), csv=CsvOptions(";"))
+
+    assert [record.data async for record in parsed] == [{"a": "1", "b": "2"}]
 
 
 # Encodings
