@@ -1,5 +1,5 @@
 """Command line: `python -m app serve | migrate | token | ingest | files | retry | redrive | report |
-reconcile`.
+reconcile | sources apply | sources validate`.
 
 Exit codes: 0 done, 1 the file failed (or a dry run found problems), 2 bad usage or settings,
 3 a transient failure (retry later).
@@ -23,6 +23,7 @@ from app.core.config import (
     IngestSettings,
     Settings,
     SettingsError,
+    SourcesSettings,
     load,
     reconcile_sources,
 )
@@ -182,9 +183,17 @@ async def _files(args: argparse.Namespace) -> int:
     for row in rows:
         print(
             f"{row.id}\t{row.status}\t{row.created_at:%Y-%m-%dT%H:%M:%S}\t{row.rows_inserted}\t"
-            f"{row.error_code or '-'}\ts3://{row.bucket}/{printable(row.key)}"
+            f"{row.error_code or '-'}\t{_file_source(row)}\ts3://{row.bucket}/{printable(row.key)}"
         )
     return EXIT_OK
+
+
+def _file_source(row: Any) -> str:
+    """`-`, or the source and version that took the file and its rejected rows per rule."""
+    if row.source_name is None:
+        return "-"
+    rejected = ",".join(f"{rule}={count}" for rule, count in sorted(row.rejected_by_rule.items()))
+    return f"{row.source_name}@v{row.source_version}" + (f"[{rejected}]" if rejected else "")
 
 
 def _print_outcome(outcome: Any) -> int:
@@ -321,6 +330,97 @@ async def _ingest_s3(args: argparse.Namespace, bucket: str, key: str) -> int:
     return _print_outcome(outcome)
 
 
+class _PlanOnly(Exception):
+    """Rolls back an apply that was only to print its plan."""
+
+
+async def _sources(args: argparse.Namespace) -> int:
+    from app.core import db
+    from app.sources import service
+    from app.sources.values import SourceError
+
+    settings = load(SourcesSettings)
+    try:
+        specs = [service.read_spec(path) for root in args.paths for path in service.spec_files(Path(root))]
+    except (SourceError, OSError) as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_FAILURE
+    names = [spec.name for spec in specs]
+    if duplicated := sorted({name for name in names if names.count(name) > 1}):
+        print(f"more than one file defines source {', '.join(duplicated)}", file=sys.stderr)
+        return EXIT_FAILURE
+    database = await db.open_database(settings)
+    applied: list[service.Applied] = []
+    try:
+        async with database.acquire() as conn, conn.transaction():  # all of them, or none
+            for spec in specs:
+                applied.append(await service.apply(conn, spec, default_bucket=settings.s3_bucket_name))
+            if args.plan:
+                raise _PlanOnly
+    except SourceError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_FAILURE
+    except _PlanOnly:
+        pass
+    finally:
+        await database.close()
+    for result in applied:
+        print(f"{result.action}\t{result.name}\tversion {result.version}")
+        for statement in result.ddl:
+            print(f"\t{' '.join(statement.split())}")
+    if args.plan:
+        print("(plan only: nothing was applied)")
+    return EXIT_OK
+
+
+async def _validate_source(args: argparse.Namespace) -> int:
+    from app.ingestion.dry_run import SourceCheck, check_source_file
+    from app.ingestion.envelopes import ObjectRef
+    from app.ingestion.outcomes import PermanentFailure
+    from app.sources import repository
+    from app.sources.values import compile_source
+
+    target: str = args.file
+    async with _resources() as resources:
+        async with resources.db.acquire() as conn:
+            stored = await repository.get(conn, args.source)
+        if stored is None:
+            print(f"no source named {args.source}", file=sys.stderr)
+            return EXIT_FAILURE
+        compiled = compile_source(stored.spec)
+        check: SourceCheck
+        if target.startswith("s3://"):
+            bucket, _, key = target.removeprefix("s3://").partition("/")
+            try:
+                opened = await resources.ingestor.source.open(ObjectRef(bucket, key, None, None, None))
+            except PermanentFailure as exc:
+                print(f"{exc.code}: {exc.message}", file=sys.stderr)
+                return EXIT_FAILURE
+            async with opened.body:
+                check = await check_source_file(opened.body, compiled, stored.version, resources.settings)
+        else:
+            local = _LocalFile(Path(target))
+            try:
+                check = await check_source_file(local, compiled, stored.version, resources.settings)
+            finally:
+                local.close()
+    print(
+        f"source {check.source} version {check.version}: rows {check.rows_read}  "
+        f"accepted {check.rows_accepted}  rejected {check.rows_rejected}"
+    )
+    for count in check.rejected_by_rule.values():
+        print(f"  {count.rule}: {count.rows} (lines {', '.join(map(str, count.first_lines))})")
+    for problem in check.file_problems:
+        print(f"  file: {problem}")
+    if check.error:
+        print(f"  cannot read the file: {check.error}")
+    return EXIT_OK if not (check.rows_rejected or check.file_problems or check.error) else EXIT_FAILURE
+
+
+async def _sources_command(args: argparse.Namespace) -> int:
+    return await (_validate_source(args) if args.sources_command == "validate" else _sources(args))
+
+
 def _positive(value: str) -> int:
     number = int(value)
     if number < 1:
@@ -387,6 +487,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     _progress_option(reconcile)
 
+    sources = commands.add_parser("sources", help="manage sources (per-prefix contracts for typed tables)")
+    source_commands = sources.add_subparsers(dest="sources_command", required=True)
+    apply = source_commands.add_parser(
+        "apply", help="apply source files (YAML or JSON, one source each): all of them, or none"
+    )
+    apply.add_argument("paths", nargs="+", help="a source file, or a folder of them (*.yaml, *.yml, *.json)")
+    apply.add_argument("--plan", action="store_true", help="print what would change; apply nothing")
+    validate = source_commands.add_parser(
+        "validate",
+        help="dry-run a file against a source: rows accepted and rejected per rule; writes nothing",
+    )
+    validate.add_argument("--source", required=True, help="the source's name")
+    validate.add_argument("file", help="a local file, or s3://bucket/key")
+
     token = commands.add_parser("token", help="mint a development HS256 token from JWT_SECRET")
     token.add_argument("--scopes", default=" ".join(SCOPES), help="space-separated scopes")
     token.add_argument("--subject", default="dev-user")
@@ -406,6 +520,7 @@ def main(argv: list[str] | None = None) -> int:
             "redrive": _redrive,
             "report": _report,
             "reconcile": _reconcile,
+            "sources": _sources_command,
         }
         if args.command in commands:
             return asyncio.run(commands[args.command](args))

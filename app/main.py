@@ -26,6 +26,7 @@ from app.notifications.router import router as notifications_router
 from app.notifications.webhook import router as sns_webhook_router
 from app.ops.router import router as ops_router
 from app.resources import open_resources
+from app.sources.router import router as sources_router
 from app.users.router import router as users_router
 
 logger = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         notifications_router,
         sns_webhook_router,
         ingestion_router,
+        sources_router,
     ):
         app.include_router(router)
     app.add_middleware(

@@ -1,5 +1,6 @@
 """`make run`: local PostgreSQL and moto (unless DATABASE_URL / AWS_ENDPOINT_URL are set), AWS
-resources, migrations and a bearer token, then the API until Ctrl-C; nothing is left running."""
+resources, migrations, the example sources and a bearer token, then the API until Ctrl-C; nothing is left
+running."""
 
 import contextlib
 import os
@@ -19,6 +20,7 @@ from devtools.servers import free_port, port_is_free, start_moto, start_postgres
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEV_DIR = REPO_ROOT / ".dev"
+EXAMPLE_SOURCES = REPO_ROOT / "examples" / "sources"
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_MOTO_PORT = 5001
@@ -93,6 +95,7 @@ def _run(stack: contextlib.ExitStack) -> int:
     env.setdefault("LOG_FORMAT", "text")  # JSON logs are for machines
 
     _app(env, "migrate")
+    _app(env, "sources", "apply", str(EXAMPLE_SOURCES))  # billing/, roster/, events/: see the README
     token = _app(env, "token", "--scopes", ALL_SCOPES, "--ttl", str(TOKEN_TTL_S), capture=True).strip()
     if not token:
         raise StepFailed("`python -m app token` printed no token")

@@ -147,6 +147,12 @@ class IngestSettings(_Base):
     )
 
 
+class SourcesSettings(DatabaseSettings):
+    """What `python -m app sources apply` needs: the database, and the bucket a source names by default."""
+
+    s3_bucket_name: str = Field(min_length=3, max_length=63)
+
+
 class Settings(DatabaseSettings, AuthSettings, IngestSettings):
     """Every setting of the running service; `.env.example` documents each one."""
 

@@ -30,6 +30,7 @@ SCOPES: dict[str, str] = {
     "users:write": "Create, update, delete and send user records",
     "ingestion:read": "Read the file processing log and reports",
     "ingestion:write": "Trigger, retry and redrive ingestion",
+    "ingestion:admin": "Create, change and delete sources",
 }
 HS256 = "HS256"
 RS256 = "RS256"

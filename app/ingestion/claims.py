@@ -46,16 +46,29 @@ class ClaimSession:
         self._locked = locked
         self._held = held  # gives the connection back to the pool
         self._closed = False
+        self._slot: tuple[str, int] | None = None  # the tenant load slot this session holds, if any
+
+    async def take_tenant_slot(self, tenant: str, slots: int) -> bool:
+        """Hold one of the tenant's `slots` load slots for as long as the claim lives; False if none is
+        free. Like the claim lock, a slot is a session-level lock: a dead worker's slot is free at once."""
+        slot = await repository.take_tenant_slot(self.conn, tenant, slots)
+        if slot is None:
+            return False
+        self._slot = (tenant, slot)
+        return True
 
     async def close(self) -> None:
-        """Let go of the claim lock and give the connection back (which rolls back whatever transaction a
-        cut load left open on it). Once; later calls do nothing."""
+        """Let go of the claim lock (and the tenant slot) and give the connection back (which rolls back
+        whatever transaction a cut load left open on it). Once; later calls do nothing."""
         if self._closed:
             return
         self._closed = True
-        if self._locked:
+        if self._locked or self._slot:
             try:
-                await repository.unlock_claim(self.conn, self._file_id)
+                if self._slot:
+                    await repository.free_tenant_slot(self.conn, *self._slot)
+                if self._locked:
+                    await repository.unlock_claim(self.conn, self._file_id)
             except DATABASE_ERRORS:
                 # Never back to the pool still holding the lock: the claim would look alive for ever. (A
                 # connection that was lost is already out of the pool, and its session, lock and all, gone.)
@@ -168,12 +181,13 @@ class Claims:
         status: Status = "skipped" if failure.status == "skipped" else "failed"
         return IngestOutcome(status, claimed.file_id, error_code=failure.code)
 
-    async def release(self, claimed: Claimed) -> None:
+    async def release(self, claimed: Claimed, *, counted: bool = True) -> None:
         """Give the claim back (`pending`): another attempt may take it at once. Best effort: if the
-        database is down, the claim died with its session anyway."""
+        database is down, the claim died with its session anyway. `counted=False`: the attempt never
+        started (its tenant had no free slot)."""
         with contextlib.suppress(*DATABASE_ERRORS):
             async with self._ended(claimed) as conn:
-                await repository.release(conn, claimed.file_id, WORKER_ID)
+                await repository.release(conn, claimed.file_id, WORKER_ID, counted=counted)
 
     @contextlib.asynccontextmanager
     async def _ended(self, claimed: Claimed) -> AsyncIterator[Connection]:

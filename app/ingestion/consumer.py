@@ -18,6 +18,7 @@ from app.messages import DEAD_LETTER_REASON, SOURCE_MESSAGE_ID, string_attribute
 
 logger = logging.getLogger(__name__)
 
+SQS_MAX_DELAY_SECONDS = 900  # SendMessage's DelaySeconds at most
 SQS_MAX_BATCH = 10  # API limit for ReceiveMessage and DeleteMessageBatch
 SQS_MAX_VISIBILITY_SECONDS = 43_200  # API limit: 12 hours, counted from the receive
 VISIBILITY_LIMIT_MARGIN_SECONDS = 60  # the last extension stays this far inside SQS's 12 hours
@@ -226,6 +227,8 @@ class Consumer:
             self._deletes.put_nowait(message["ReceiptHandle"])
         elif verdict.action == "delay":
             await self._final_visibility(message, int(verdict.delay_seconds) + 1)
+        elif verdict.action == "requeue":
+            await self._requeue(message, int(verdict.delay_seconds) + 1)
         elif verdict.action == "retry":
             RETRIED.inc()
             if not self._outage_streak:
@@ -301,6 +304,33 @@ class Consumer:
         except (ClientError, BotoCoreError) as exc:
             # The message then reappears when its current timeout ends: later than wished, never lost.
             logger.warning("visibility change failed", extra={"error_type": type(exc).__name__})
+
+    async def _requeue(self, message: dict[str, Any], delay_seconds: int) -> None:
+        """The message again, as a new one due in `delay_seconds` (its receive count starts over), and the
+        old one deleted; sent before deleted, so a crash in between leaves a duplicate, never a loss (the
+        processing log makes the duplicate a no-op)."""
+        attributes = {
+            name: {
+                key: value
+                for key, value in attribute.items()
+                if key in ("DataType", "StringValue", "BinaryValue")
+            }
+            for name, attribute in message.get("MessageAttributes", {}).items()
+        }
+        try:
+            await self._sqs.send_message(
+                QueueUrl=self._queue_url,
+                MessageBody=message.get("Body", ""),
+                DelaySeconds=min(delay_seconds, SQS_MAX_DELAY_SECONDS),
+                **({"MessageAttributes": attributes} if attributes else {}),
+            )
+        except (ClientError, BotoCoreError) as exc:
+            logger.warning(
+                "requeue failed; the message returns instead", extra={"error_type": type(exc).__name__}
+            )
+            await self._final_visibility(message, delay_seconds)
+            return
+        self._deletes.put_nowait(message["ReceiptHandle"])
 
     # --- dead letters ------------------------------------------------------------------------------
 

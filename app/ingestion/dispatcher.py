@@ -37,13 +37,13 @@ USER_FILE_WRITE_ATTEMPTS = 5  # conditional writes that lost a race, tried again
 
 MESSAGES = Counter("consumer_messages_total", "Messages by kind and verdict", ["kind", "verdict"])
 
-Action = Literal["delete", "retry", "delay", "dead_letter"]
+Action = Literal["delete", "retry", "delay", "requeue", "dead_letter"]
 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
     action: Action
-    delay_seconds: float = 0.0  # for `delay`: when to look at the message again
+    delay_seconds: float = 0.0  # for `delay` and `requeue`: when to look at the message again
     reason: str | None = None  # for `retry` and `dead_letter`
 
 
@@ -96,15 +96,21 @@ class Dispatcher:
 
     async def _ingest(self, objects: tuple[Any, ...], trigger: str) -> Verdict:
         wait = 0.0
+        throttled = False
         for ref in objects:
             try:
                 outcome = await self._ingestor.ingest(ref, trigger)
             except Transient as exc:
                 return Verdict("retry", reason=str(exc))
-            if outcome.status == "busy":
+            if outcome.status in ("busy", "throttled"):
                 wait = max(wait, outcome.retry_after or 1.0)
+                throttled = throttled or outcome.status == "throttled"
         # Objects already done are not redone when the message comes back: the log remembers them.
-        return Verdict("delay", delay_seconds=wait) if wait else DELETE
+        if not wait:
+            return DELETE
+        # A throttled file may wait for many rounds: as a fresh message, so the waits never add up to the
+        # queue's maxReceiveCount and send it to the dead-letter queue.
+        return Verdict("requeue" if throttled else "delay", delay_seconds=wait)
 
     async def _write_user_file(self, message: UserRecordsMessage) -> Verdict:
         """Write the snapshot to users/{type}/{user_id}.json, unless the file there is as new or newer (a
@@ -170,7 +176,7 @@ def sns_handler(dispatcher: Dispatcher, loads: BackgroundLoads) -> Callable[[str
                 verdict = await dispatcher.dispatch(message, message_id=message_id, trigger="sns")
         except LoadsFull:
             raise ServiceUnavailable("Too many files are loading; deliver it again later.") from None
-        if verdict.action in ("retry", "delay"):
+        if verdict.action in ("retry", "delay", "requeue"):
             raise ServiceUnavailable("The notification cannot be processed now; deliver it again later.")
         if verdict.action == "dead_letter":
             # Through the webhook the SNS envelope is already gone, so a client's own message (from

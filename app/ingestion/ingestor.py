@@ -4,8 +4,10 @@ webhook, the API and the CLI."""
 
 import asyncio
 import logging
+import random
 import time
-from typing import NoReturn
+from dataclasses import dataclass
+from typing import IO, NoReturn
 
 from botocore.exceptions import ClientError
 from prometheus_client import Counter, Histogram
@@ -13,23 +15,49 @@ from prometheus_client import Counter, Histogram
 from app.audit.repository import AuditedObject
 from app.core import db
 from app.core.config import IngestSettings
-from app.core.db import DATABASE_ERRORS, Database
+from app.core.db import DATABASE_ERRORS, Connection, Database
 from app.ingestion import repository
 from app.ingestion.claims import Claimed, Claims, transient_database
 from app.ingestion.envelopes import ObjectRef
 from app.ingestion.loaders import Tally
 from app.ingestion.loaders.rows import load_rows
+from app.ingestion.loaders.typed import (
+    QUARANTINE_CONTENT_TYPE,
+    TypedFile,
+    csv_options,
+    load_typed,
+    observe_typed,
+)
 from app.ingestion.loaders.users import UserChanges, load_users
-from app.ingestion.outcomes import IngestOutcome, LeaseLost, PermanentFailure, Transient
-from app.ingestion.parsers import ParseError, detect_format, record_stream
+from app.ingestion.outcomes import IngestOutcome, LeaseLost, PermanentFailure, Throttled, Transient
+from app.ingestion.parsers import (
+    CsvOptions,
+    FileFormat,
+    ParseError,
+    RecordStream,
+    detect_format,
+    record_stream,
+)
 from app.ingestion.repository import Counts
 from app.ingestion.source import NETWORK_ERRORS, Counted, ObjectSource, Opened, Progress, S3ClientFor
+from app.sources import repository as sources_repository
+from app.sources.repository import StoredSource
+from app.sources.spec import QUARANTINE_PREFIX
+from app.sources.values import compile_source
 from app.users.files import record_type_of
 from app.users.schemas import RecordType
 
 logger = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_SECONDS = 5.0
+# Where records posted to the API stand in the processing log (bucket: the source's; key: this prefix, the
+# source's name and the request's Idempotency-Key; ETag: POSTED_RECORDS, which no S3 object has).
+POSTED_PREFIX = "api-records/"
+POSTED_RECORDS = "posted-records"
+NOT_FROM_S3 = (QUARANTINE_PREFIX, POSTED_PREFIX)
+# A throttled file is looked at again after this many seconds (jittered, so a tenant's waiting files do
+# not all come back at once).
+THROTTLE_RECHECK_SECONDS = (2.0, 6.0)
 
 ROWS_LOADED = Counter("ingest_rows_loaded_total", "Rows newly stored by ingestion", ["target"])
 FILES = Counter("ingest_files_total", "Files by outcome", ["outcome"])
@@ -38,6 +66,21 @@ FILE_SECONDS = Histogram(
     "Time to ingest one file, claim to commit",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
 )
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    file_format: FileFormat
+    csv: CsvOptions
+    kind: RecordType | None = None  # a users/{type}/ file: typed user records
+    typed: StoredSource | None = None  # a source's file: its typed table
+
+    @property
+    def label(self) -> str:
+        """The `target` of ingest_rows_loaded_total."""
+        if self.typed is not None:
+            return f"source:{self.typed.spec.name}"
+        return "users" if self.kind else "processed_data"
 
 
 class Ingestor:
@@ -89,14 +132,18 @@ class Ingestor:
         return await self.load(claimed, opened=opened, progress=progress)
 
     def _excluded(self, key: str) -> bool:
-        return any(key.startswith(prefix) for prefix in self._settings.ingest_exclude_prefixes)
+        """Keys never loaded from S3: INGEST_EXCLUDE_PREFIXES, quarantined rows, and the log's names of
+        records posted to the API (no object in the bucket may pose as those)."""
+        return key.startswith(NOT_FROM_S3) or any(
+            key.startswith(prefix) for prefix in self._settings.ingest_exclude_prefixes
+        )
 
     async def claim(self, ref: ObjectRef, trigger: str, *, resolve: bool = True) -> Claimed | IngestOutcome:
         """Take the object version in the processing log, or say why not (excluded, duplicate, busy).
 
         `resolve=False` keeps the ref's identity as it is (a retry must claim the very row it reopened).
         """
-        if self._excluded(ref.key):
+        if self._excluded(ref.key) and not is_posted_records(ref):
             return IngestOutcome("excluded")
         if resolve:
             ref = await self.source.with_version(ref)
@@ -130,6 +177,9 @@ class Ingestor:
             outcome = await self.claims.fail(claimed, exc)
         except LeaseLost:
             outcome = IngestOutcome("busy", file_id, retry_after=float(self._settings.ingest_lease_seconds))
+        except Throttled:
+            await self.claims.release(claimed, counted=False)
+            outcome = IngestOutcome("throttled", file_id, retry_after=throttled_wait())
         except (Transient, *NETWORK_ERRORS) as exc:
             await self._released(claimed, exc)
         except DATABASE_ERRORS as exc:
@@ -181,19 +231,24 @@ class Ingestor:
         """The file's records and its `completed` status, in one transaction on the claim's connection."""
         settings = self._settings
         ref, file_id, conn = claimed.ref, claimed.file_id, claimed.session.conn
-        try:
-            file_format = detect_format(ref.key)
-        except ParseError as exc:
-            raise PermanentFailure(exc.code, exc.message, status="skipped") from None
-        kind = self._user_file_kind(ref)
+        target = await self._target(conn, ref)
+        typed, kind = target.typed, target.kind
+        if typed is not None:
+            limit = typed.spec.max_in_flight
+            if limit is not None and not await claimed.session.take_tenant_slot(typed.spec.tenant, limit):
+                raise Throttled
+            # Kept whatever happens next: the log says which version took the file.
+            await sources_repository.set_file_source(conn, file_id, typed.spec.name, typed.version)
         async with conn.transaction(), self.claims.lease_kept(file_id):
             source = self.source.checked(opened) if opened else await self.source.open(ref)
             async with source.body:
                 body = source.body if progress is None else Counted(source.body, source.size, progress)
-                stream = record_stream(body, file_format, settings)
+                stream = record_stream(body, target.file_format, settings, csv=target.csv)
                 policy = settings.ingest_error_policy
                 try:
-                    if kind is None:
+                    if typed is not None:
+                        tally = await self._load_typed(conn, stream, typed, file_id, source)
+                    elif kind is None:
                         tally = await load_rows(conn, stream, file_id, ref, policy)
                     else:
                         obj = AuditedObject(ref.bucket, ref.key, ref.version_id or ref.etag)
@@ -207,8 +262,40 @@ class Ingestor:
             warning = _warning(tally)
             if not await self.claims.complete(claimed, tally.counts(), warning):
                 raise LeaseLost
-        ROWS_LOADED.labels("users" if kind else "processed_data").inc(tally.changed)
+        ROWS_LOADED.labels(target.label).inc(tally.changed)
         return tally.counts(), ("rows_rejected" if warning else None)
+
+    async def _load_typed(
+        self, conn: Connection, stream: RecordStream, typed: StoredSource, file_id: int, source: Opened
+    ) -> Tally:
+        """A source's file into its typed table; the processing log counts its rejected rows per rule."""
+        spec = typed.spec
+
+        async def put_object(key: str, body: IO[bytes]) -> None:
+            await self.source.put(source.ref.bucket, key, body, QUARANTINE_CONTENT_TYPE)
+
+        file = TypedFile(file_id, source.last_modified, put_object)
+        landed = await load_typed(conn, stream, compile_source(spec), file)
+        await sources_repository.set_rejected_by_rule(conn, file_id, dict(landed.tally.by_rule))
+        observe_typed(spec.name, landed)
+        return landed.tally
+
+    async def _target(self, conn: Connection, ref: ObjectRef) -> "_Target":
+        """Where a file's records go and how it is read: records posted for a source; a users/{type}/ file
+        of the service's bucket; a file of a source (longest prefix); else processed_data."""
+        if is_posted_records(ref):
+            typed = await sources_repository.get(conn, posted_source(ref))
+            if typed is None:
+                raise PermanentFailure("source_missing", "the source was deleted before its records loaded")
+            return _Target(FileFormat.JSON, CsvOptions(), typed=typed)
+        kind = self._user_file_kind(ref)
+        typed = None if kind else await sources_repository.match(conn, ref.bucket, ref.key)
+        if typed is not None:
+            return _Target(FileFormat(typed.spec.format), csv_options(typed.spec), typed=typed)
+        try:
+            return _Target(detect_format(ref.key), CsvOptions(), kind=kind)
+        except ParseError as exc:
+            raise PermanentFailure(exc.code, exc.message, status="skipped") from None
 
     def _user_file_kind(self, ref: ObjectRef) -> RecordType | None:
         """The record type a file's records are upserted as: only for users/{type}/ keys of the service's
@@ -216,6 +303,22 @@ class Ingestor:
         if ref.bucket != self._own_bucket:
             return None
         return record_type_of(ref.key)
+
+
+def posted_records_ref(bucket: str, source: str, idempotency_key: str, size: int) -> ObjectRef:
+    return ObjectRef(bucket, f"{POSTED_PREFIX}{source}/{idempotency_key}", None, POSTED_RECORDS, size)
+
+
+def is_posted_records(ref: ObjectRef) -> bool:
+    return ref.key.startswith(POSTED_PREFIX) and ref.etag == POSTED_RECORDS and ref.version_id is None
+
+
+def posted_source(ref: ObjectRef) -> str:
+    return ref.key.removeprefix(POSTED_PREFIX).split("/", 1)[0]
+
+
+def throttled_wait() -> float:
+    return random.uniform(*THROTTLE_RECHECK_SECONDS)  # noqa: S311  (jitter, not a secret)
 
 
 def _warning(tally: Tally) -> str | None:

@@ -5,22 +5,29 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import hashlib
 import logging
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
 
+from app.core.config import IngestSettings
 from app.core.db import REQUEST_WAIT_SECONDS, Database
 from app.core.errors import Conflict, DomainError, NotFound
-from app.files.keys import validate_key
+from app.files.keys import InvalidKey, validate_key
 from app.ingestion import repository
 from app.ingestion.claims import Claimed
+from app.ingestion.dry_run import SourceCheck, check_source_file
 from app.ingestion.envelopes import ObjectRef
-from app.ingestion.ingestor import Ingestor
-from app.ingestion.outcomes import IngestOutcome, Transient
+from app.ingestion.ingestor import Ingestor, posted_records_ref
+from app.ingestion.outcomes import IngestOutcome, PermanentFailure, Transient
 from app.ingestion.schemas import FileRow, IngestAccepted, RedriveResult
+from app.ingestion.source import Opened
 from app.messages import DEAD_LETTER_ATTRIBUTES
+from app.sources import repository as sources_repository
+from app.sources.repository import StoredSource
+from app.sources.values import compile_source
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +114,12 @@ class BackgroundLoads:
 
     async def _run(self, claimed: Claimed) -> None:
         try:
-            await self._ingestor.load(claimed)
+            outcome = await self._ingestor.load(claimed)
+            # Its tenant's slots are all taken: the file waits here, in this load's place, until one is free.
+            while outcome.status == "throttled":
+                await asyncio.sleep(outcome.retry_after or 1.0)
+                again = await self._ingestor.claim(claimed.ref, "api", resolve=False)
+                outcome = again if isinstance(again, IngestOutcome) else await self._ingestor.load(again)
         except Transient as exc:
             # The claim was released (`pending`): POST /ingestion/files/{id}/retry or a later event takes it.
             logger.warning(
@@ -200,3 +212,135 @@ async def redrive(
         if on_batch is not None:
             on_batch(len(messages))
     return RedriveResult(moved=moved, failed=failed)
+
+
+class _Sample:
+    """A request's body as the parsers read a file: a ByteSource (and, as an S3 body is, a context)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = memoryview(data)
+        self._at = 0
+
+    async def read(self, n: int = -1) -> bytes:
+        end = len(self._data) if n < 0 else self._at + n
+        chunk = bytes(self._data[self._at : end])
+        self._at += len(chunk)
+        return chunk
+
+    def close(self) -> None:
+        self._data.release()
+
+    async def __aenter__(self) -> "_Sample":
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self.close()
+
+
+async def source_in_force(db: Database, name: str) -> StoredSource:
+    async with db.acquire(REQUEST_WAIT_SECONDS) as conn:
+        stored = await sources_repository.get(conn, name)
+    if stored is None:
+        raise NotFound(f"No source named {name}.")
+    return stored
+
+
+async def validate_sample(
+    db: Database, ingestor: Ingestor, settings: IngestSettings, name: str, *, sample: bytes, key: str | None
+) -> SourceCheck:
+    """Check a sample (the request's body) or an object of the source (`key`) against the source: rows
+    accepted and rejected per rule; writes nothing."""
+    stored = await source_in_force(db, name)
+    compiled = compile_source(stored.spec)
+    if key is None:
+        if not sample:
+            raise DomainError("Send a sample file in the body, or name one of the source's objects in `key`.")
+        return await check_source_file(_Sample(sample), compiled, stored.version, settings)
+    validate_key(key, "query")
+    if not stored.spec.matches(key):
+        raise InvalidKey(
+            f"The key is not one of source {name}'s files (prefix {stored.spec.prefix!r}, glob "
+            f"{stored.spec.glob!r}).",
+            field="key",
+            location="query",
+        )
+    bucket = stored.spec.bucket or ""
+    try:
+        opened = await ingestor.source.open(ObjectRef(bucket, key, None, None, None))
+    except PermanentFailure as exc:
+        if exc.code == "object_missing":
+            raise NotFound(f"No object at key '{key}'.") from None
+        raise CannotRead(f"{exc.code}: {exc.message}") from None
+    async with opened.body:
+        return await check_source_file(opened.body, compiled, stored.version, settings)
+
+
+class CannotRead(DomainError):
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+    slug = "cannot-read-object"
+
+
+class RecordsRejected(DomainError):
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+    slug = "records-rejected"
+
+
+class IdempotencyConflict(Conflict):
+    pass
+
+
+class TenantBusy(DomainError):
+    status = HTTPStatus.TOO_MANY_REQUESTS
+    slug = "tenant-busy"
+    retry_after_seconds = 5
+
+
+async def post_records(
+    db: Database, ingestor: Ingestor, name: str, idempotency_key: str, body: bytes
+) -> tuple[FileRow, bool]:
+    """Load a JSON array of records into a source, through the file path (the same types, rules, policy,
+    claim and processing log), exactly once per Idempotency-Key: (the log's row, whether it was loaded
+    now). A request repeated with the same key answers the first result; with another body, 409."""
+    stored = await source_in_force(db, name)
+    digest = hashlib.sha256(body).hexdigest()
+    ref = posted_records_ref(stored.spec.bucket or "", name, idempotency_key, len(body))
+    claimed = await ingestor.claim(ref, "api", resolve=False)
+    if isinstance(claimed, IngestOutcome):
+        if claimed.status == "busy":
+            raise IdempotencyConflict(
+                "A request with this Idempotency-Key is being processed.",
+                field="Idempotency-Key",
+                location="header",
+            )
+        loaded_now = False
+    else:
+        async with db.acquire(
+            REQUEST_WAIT_SECONDS
+        ) as conn:  # kept even if the load fails: replays compare it
+            await repository.set_details(
+                conn, claimed.file_id, sha256=digest, size=len(body), content_type="application/json"
+            )
+        response = {
+            "Body": _Sample(body),
+            "ContentLength": len(body),
+            "LastModified": datetime.now(UTC),  # records posted now are the newest data of their keys
+            "ContentType": "application/json",
+        }
+        outcome = await ingestor.load(claimed, opened=Opened(ref, response))
+        if outcome.status == "throttled":
+            raise TenantBusy(
+                f"Tenant {stored.spec.tenant} has {stored.spec.max_in_flight} loads running; send the "
+                "request again with the same Idempotency-Key."
+            )
+        loaded_now = True
+    async with db.acquire(REQUEST_WAIT_SECONDS) as conn:
+        row = await repository.get_file(conn, claimed.file_id or 0)
+    if row is None:
+        raise NotFound(f"No file for Idempotency-Key {idempotency_key}.")
+    if row.sha256 != digest:
+        raise IdempotencyConflict(
+            "This Idempotency-Key was used with another body.", field="Idempotency-Key", location="header"
+        )
+    if row.status == "failed":
+        raise RecordsRejected(f"{row.error_code}: {row.error_message}")
+    return row, loaded_now

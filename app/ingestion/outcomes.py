@@ -7,7 +7,7 @@ from typing import Literal
 from app.core.errors import BackingServiceDown
 from app.ingestion.repository import Counts
 
-Status = Literal["completed", "failed", "skipped", "duplicate", "busy", "excluded"]
+Status = Literal["completed", "failed", "skipped", "duplicate", "busy", "throttled", "excluded"]
 
 
 class Transient(BackingServiceDown):
@@ -28,6 +28,11 @@ class PermanentFailure(Exception):
         self.counts = counts or Counts()
 
 
+class Throttled(Exception):
+    """The file's tenant has `max_in_flight` files loading already (across replicas): the file waits, its
+    claim released uncounted, and is tried again later. Never a failure."""
+
+
 class LeaseLost(Exception):
     """Another worker took the file over (this one's lease had expired): this load must roll back."""
 
@@ -36,6 +41,6 @@ class LeaseLost(Exception):
 class IngestOutcome:
     status: Status
     file_id: int | None = None
-    retry_after: float | None = None  # for `busy`: when the current holder's lease runs out
+    retry_after: float | None = None  # busy: when the holder's lease runs out; throttled: when to look again
     counts: Counts = field(default_factory=Counts)
     error_code: str | None = None

@@ -87,6 +87,20 @@ def render_html(report: DailyReport) -> str:
     failures = _rows(
         [(f"failure.{code}", code, n) for code, n in sorted(report.failures_by_error_code.items())]
     )
+    sources = "\n".join(
+        f'<tr><th scope="row">{html.escape(source.source)}</th>'
+        + "".join(
+            f'<td data-figure="source.{html.escape(source.source)}.{name}">{value}</td>'
+            for name, value in (
+                ("files", source.files),
+                ("files_failed", source.files_failed),
+                ("rows_inserted", source.rows_inserted),
+                ("rows_rejected", source.rows_rejected),
+            )
+        )
+        + "</tr>"
+        for source in report.sources
+    )
     day = html.escape(report.date.isoformat())
     return f"""<!doctype html>
 <html lang="en">
@@ -117,6 +131,11 @@ td {{ text-align: right; font-variant-numeric: tabular-nums; }}
 <h2>Failures by error code</h2>
 <table id="failures">
 {failures or '<tr><td class="empty">No failures.</td></tr>'}
+</table>
+<h2>Sources</h2>
+<table id="sources">
+<tr><th>Source</th><th>Files</th><th>Failed</th><th>Rows landed</th><th>Rows rejected</th></tr>
+{sources or '<tr><td class="empty">No files of a source.</td></tr>'}
 </table>
 </body>
 </html>

@@ -8,7 +8,7 @@ from typing import cast
 import asyncpg
 
 from app.core.db import Connection
-from app.ingestion.schemas import DailyReport, FileRow
+from app.ingestion.schemas import DailyReport, FileRow, SourceDay
 
 STAGING_TABLE = "ingest_staging"
 # A file's load streams from S3 for as long as the file takes; DB_COMMAND_TIMEOUT_SECONDS is for requests.
@@ -222,16 +222,40 @@ async def finish_without_load(
     )
 
 
-async def release(conn: Connection, file_id: int, owner: str) -> None:
-    """Give a claim back (transient failure, shutdown): another attempt may take it at once."""
+async def release(conn: Connection, file_id: int, owner: str, *, counted: bool = True) -> None:
+    """Give a claim back (transient failure, shutdown): another attempt may take it at once. An attempt
+    that never started (`counted=False`: its tenant had no free slot) is not counted."""
     await conn.execute(
         """
-        UPDATE file_processing_log SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL
+        UPDATE file_processing_log
+        SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL,
+            attempts = attempts - CASE WHEN $3 THEN 0 ELSE 1 END
         WHERE id = $1 AND lease_owner = $2 AND status = 'processing'
         """,
         file_id,
         owner,
+        counted,
     )
+
+
+async def take_tenant_slot(conn: Connection, tenant: str, slots: int) -> int | None:
+    """One of the tenant's `slots` load slots for this session (a session-level advisory lock on the
+    two-key pair (hash of the tenant, slot): apart from the files' one-key claim locks), or None when all
+    are held by live sessions, across every replica. The first free slot is taken and no other."""
+    slot: int | None = await conn.fetchval(
+        """
+        SELECT slot FROM generate_series(0, $2 - 1) AS slot
+        WHERE pg_try_advisory_lock(hashtext('tenant:' || $1), slot)
+        LIMIT 1
+        """,
+        tenant,
+        slots,
+    )
+    return slot
+
+
+async def free_tenant_slot(conn: Connection, tenant: str, slot: int) -> None:
+    await conn.execute("SELECT pg_advisory_unlock(hashtext('tenant:' || $1), $2)", tenant, slot)
 
 
 async def unseen_versions(conn: Connection, bucket: str, versions: list[tuple[str, str]]) -> list[int]:
@@ -261,7 +285,8 @@ _FILE_COLUMNS = """
     id, bucket, key, version_id, etag, sha256, size_bytes, content_type, status, attempts,
     rows_read, rows_inserted, rows_skipped, rows_rejected, error_code, error_message, trigger,
     created_at, started_at, finished_at,
-    EXTRACT(EPOCH FROM finished_at - started_at)::float8 AS duration_seconds
+    EXTRACT(EPOCH FROM finished_at - started_at)::float8 AS duration_seconds,
+    source_name, source_version, COALESCE(rejected_by_rule, '{}'::jsonb) AS rejected_by_rule
 """
 
 
@@ -359,6 +384,23 @@ async def daily_report(conn: Connection, day: date) -> DailyReport:
         "WHERE created_at >= $1 AND created_at < $2 AND status = 'failed' GROUP BY error_code",
         *window,
     )
+    sources = await conn.fetch(
+        """
+        SELECT source_name, count(*) AS files, count(*) FILTER (WHERE status = 'failed') AS failed,
+               sum(rows_read) AS rows_read, sum(rows_inserted) AS rows_inserted,
+               sum(rows_rejected) AS rows_rejected,
+               (SELECT COALESCE(jsonb_object_agg(rule, total), '{}'::jsonb) FROM (
+                    SELECT rule, sum(n::bigint) AS total
+                    FROM file_processing_log AS f, jsonb_each_text(f.rejected_by_rule) AS r(rule, n)
+                    WHERE f.source_name = log.source_name AND f.created_at >= $1 AND f.created_at < $2
+                    GROUP BY rule
+               ) AS rules) AS rejected_by_rule
+        FROM file_processing_log AS log
+        WHERE created_at >= $1 AND created_at < $2 AND source_name IS NOT NULL
+        GROUP BY source_name ORDER BY source_name
+        """,
+        *window,
+    )
     return DailyReport(
         date=day,
         files=totals["files"],
@@ -369,6 +411,18 @@ async def daily_report(conn: Connection, day: date) -> DailyReport:
         failures_by_error_code={row["error_code"] or "unknown": row["n"] for row in failures},
         p50_duration_seconds=totals["p50"],
         p95_duration_seconds=totals["p95"],
+        sources=[
+            SourceDay(
+                source=row["source_name"],
+                files=row["files"],
+                files_failed=row["failed"],
+                rows_read=row["rows_read"],
+                rows_inserted=row["rows_inserted"],
+                rows_rejected=row["rows_rejected"],
+                rejected_by_rule=row["rejected_by_rule"],
+            )
+            for row in sources
+        ],
     )
 
 

@@ -3,7 +3,7 @@
 from datetime import UTC, date, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 
 from app.core.db import REQUEST_WAIT_SECONDS
 from app.core.deps import AppSettings, Aws, Db, Tx
@@ -12,7 +12,7 @@ from app.core.http import JsonBody
 from app.core.security import Principal, requires
 from app.ingestion import operations, repository
 from app.ingestion.consumer import find_dead_letter_queue
-from app.ingestion.deps import Loads
+from app.ingestion.deps import IngestorDep, Loads
 from app.ingestion.schemas import (
     DailyReport,
     FilePage,
@@ -21,7 +21,10 @@ from app.ingestion.schemas import (
     IngestAccepted,
     IngestRequest,
     RedriveResult,
+    RuleCountRead,
+    SourceCheckRead,
 )
+from app.sources.spec import NAME_PATTERN
 
 router = APIRouter(prefix="/ingestion", tags=["ingestion"], responses=problem_responses(401, 403))
 
@@ -113,3 +116,77 @@ async def redrive(
 )
 async def report(_: Reader, conn: Tx, day: Annotated[date | None, Query(alias="date")] = None) -> DailyReport:
     return await repository.daily_report(conn, day or datetime.now(UTC).date())
+
+
+SourceName = Annotated[str, Path(pattern=NAME_PATTERN, description="the source's name")]
+IdempotencyKey = Annotated[
+    str,
+    Header(
+        alias="Idempotency-Key",
+        pattern=r"^[A-Za-z0-9._:-]{1,200}$",
+        description="the same key answers the first result; letters, digits and ._:- only",
+    ),
+]
+
+
+@router.post(
+    "/sources/{name}/records",
+    tags=["sources"],
+    status_code=201,
+    response_model=FileRow,
+    summary="Load a JSON array of records into a source, exactly once per Idempotency-Key",
+    description="Validated and loaded as a file of the source would be (types, rules, on_error, key). "
+    "201: loaded now; 200: the answer of an earlier request with the same key and body; 409: the key was "
+    "used with another body, or that request is still running; 422: the records were rejected; 429: the "
+    "tenant's max_in_flight loads are running (send it again with the same key).",
+    responses=problem_responses(400, 404, 409, 413, 415, 422, 429, 503),
+)
+async def post_records(
+    _: Writer,
+    _json: JsonBody,
+    name: SourceName,
+    idempotency_key: IdempotencyKey,
+    request: Request,
+    response: Response,
+    db: Db,
+    ingestor: IngestorDep,
+) -> FileRow:
+    row, loaded_now = await operations.post_records(db, ingestor, name, idempotency_key, await request.body())
+    if not loaded_now:
+        response.status_code = 200
+    return row
+
+
+@router.post(
+    "/sources/{name}/validate",
+    tags=["sources"],
+    response_model=SourceCheckRead,
+    summary="Dry-run a sample (the body) or one of the source's objects (`key`) against the source",
+    description="Rows accepted and rejected per rule, with the first offending line numbers; writes nothing. "
+    "The body is the file's bytes as the source reads them (gzip too), up to MAX_REQUEST_BODY_BYTES.",
+    responses=problem_responses(400, 404, 413, 422, 503),
+)
+async def validate_source(
+    _: Reader,
+    name: SourceName,
+    request: Request,
+    db: Db,
+    ingestor: IngestorDep,
+    settings: AppSettings,
+    key: Annotated[str | None, Query(min_length=1, max_length=1024)] = None,
+) -> SourceCheckRead:
+    sample = await request.body()
+    check = await operations.validate_sample(db, ingestor, settings, name, sample=sample, key=key)
+    return SourceCheckRead(
+        source=check.source,
+        version=check.version,
+        rows_read=check.rows_read,
+        rows_accepted=check.rows_accepted,
+        rows_rejected=check.rows_rejected,
+        rejected_by_rule=[
+            RuleCountRead(rule=count.rule, rows=count.rows, first_lines=count.first_lines)
+            for count in check.rejected_by_rule.values()
+        ],
+        file_problems=check.file_problems,
+        error=check.error,
+    )

@@ -36,6 +36,11 @@ class FileRow(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     duration_seconds: float | None
+    source_name: str | None = Field(default=None, description="the source that took the file, if any")
+    source_version: int | None = Field(default=None, description="the version of the source that loaded it")
+    rejected_by_rule: dict[str, int] = Field(
+        default_factory=dict, description='rejected rows per broken rule, e.g. {"badge_id: regex": 2}'
+    )
 
 
 class FilePage(BaseModel):
@@ -67,6 +72,18 @@ class RedriveResult(BaseModel):
     failed: int
 
 
+class SourceDay(BaseModel):
+    """One source's files of the day."""
+
+    source: str
+    files: int
+    files_failed: int
+    rows_read: int
+    rows_inserted: int
+    rows_rejected: int
+    rejected_by_rule: dict[str, int]
+
+
 class DailyReport(BaseModel):
     date: date
     files: int
@@ -77,3 +94,21 @@ class DailyReport(BaseModel):
     failures_by_error_code: dict[str, int]
     p50_duration_seconds: float | None
     p95_duration_seconds: float | None
+    sources: list[SourceDay] = Field(default_factory=list, description="files of sources, per source")
+
+
+class RuleCountRead(BaseModel):
+    rule: str = Field(description='"column: rule", e.g. "badge_id: regex"')
+    rows: int
+    first_lines: list[int] = Field(description="the first offending line numbers (at most 5)")
+
+
+class SourceCheckRead(BaseModel):
+    source: str
+    version: int
+    rows_read: int
+    rows_accepted: int
+    rows_rejected: int
+    rejected_by_rule: list[RuleCountRead]
+    file_problems: list[str] = Field(description="file rules the file breaks (it would fail as a whole)")
+    error: str | None = Field(description="why the file cannot be read at all, if it cannot")

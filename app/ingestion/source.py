@@ -4,7 +4,7 @@ version with the bucket's own S3 client (its role, for a client's bucket), and w
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import IO, Any
 
 import aiohttp
 from botocore.exceptions import BotoCoreError, ClientError
@@ -159,6 +159,20 @@ class ObjectSource:
         except ClientError as exc:
             raise s3_failure(exc) from None
         return self.checked(Opened(ref, response))
+
+    async def put(self, bucket: str, key: str, body: IO[bytes], content_type: str) -> None:
+        """Write an object the service makes from a file (its quarantined rows) into the file's bucket,
+        with the client the bucket is read with (a client's role needs s3:PutObject on quarantine/)."""
+        try:
+            await self._s3_for(bucket).put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+        except ClientError as exc:
+            if aws.is_transient(exc):
+                raise Transient(f"S3 {aws.error_code(exc)}") from None
+            raise PermanentFailure(
+                "quarantine_write", f"S3 refused writing {key} ({aws.error_code(exc)})"
+            ) from None
+        except NETWORK_ERRORS as exc:
+            raise Transient(type(exc).__name__) from exc
 
     def checked(self, opened: Opened) -> Opened:
         if opened.size > self._max_file_bytes:

@@ -1,6 +1,8 @@
 """Loaders land a file's records in PostgreSQL inside the file's transaction: `rows` in processed_data (any
 file), `users` in the users_* tables (users/{type}/ files of the service's own bucket)."""
 
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -24,10 +26,13 @@ class Tally:
     rejected: int = 0
     changed: int = 0
     errors: list[str] = field(default_factory=list)
+    by_rule: Counter[str] = field(default_factory=Counter)  # typed sources: "column: rule" -> records
 
-    def reject(self, reason: str) -> None:
-        """Count a record refused for `reason`; under reject_file the whole file fails here."""
+    def reject(self, reason: str, rules: Iterable[str] = ()) -> None:
+        """Count a record refused for `reason` (and each rule it broke); under reject_file the whole file
+        fails here."""
         self.rejected += 1
+        self.by_rule.update(rules)
         if len(self.errors) < MAX_REPORTED_ERRORS:
             self.errors.append(reason)
         if self.policy == "reject_file":

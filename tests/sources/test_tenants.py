@@ -1,0 +1,136 @@
+"""A tenant's `max_in_flight`, enforced in PostgreSQL across replicas: with two service processes on one
+queue, at most that many of the tenant's files load at once, another tenant's files keep flowing, and a
+throttled file waits (as a fresh message, so the waits never count toward the dead-letter queue) and is
+never failed for it."""
+
+import secrets
+from typing import Any
+
+import asyncpg
+import httpx
+
+from devtools.bootstrap import bootstrap_aws
+from tests.aws import AWS_REGION
+from tests.helpers import eventually
+from tests.reliability.helpers import service_env_of
+from tests.reliability.test_processes import Spawn
+from tests.sources.conftest import ADMIN, source_name
+
+FILES = 5
+LIMIT = 2
+
+
+def source(name: str, tenant: str, bucket: str, limit: int | None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "tenant": tenant,
+        "bucket": bucket,
+        "prefix": f"{name}/",
+        "format": "jsonl",
+        "columns": [{"name": "n", "type": "integer", "from": "/n", "required": True}],
+        "key": ["n"],
+        "max_in_flight": limit,
+    }
+
+
+async def statuses(db: asyncpg.Connection, bucket: str, prefix: str) -> list[str]:
+    rows = await db.fetch(
+        "SELECT status FROM file_processing_log WHERE bucket = $1 AND starts_with(key, $2) ORDER BY key",
+        bucket,
+        prefix,
+    )
+    return [row["status"] for row in rows]
+
+
+async def test_a_tenant_loads_at_most_its_limit_across_two_processes_and_others_keep_flowing(
+    moto_url: str,
+    service_env: dict[str, str],
+    spawn_service: Spawn,
+    s3: Any,
+    sqs: Any,
+    db: asyncpg.Connection,
+    client: httpx.AsyncClient,
+) -> None:
+    name = f"tenants-{secrets.token_hex(4)}"
+    # maxReceiveCount 2: a throttled message that merely came back again and again would be dead-lettered.
+    env = {
+        **service_env,
+        **bootstrap_aws(
+            moto_url, AWS_REGION, bucket=name, topic=name, queue=name, dlq=f"{name}-dlq", max_receive_count=2
+        ),
+        "SQS_WAIT_TIME_SECONDS": "1",
+    }
+    busy, calm = source_name("busy"), source_name("calm")
+    for spec in (source(busy, "busy-tenant", name, LIMIT), source(calm, "calm-tenant", name, None)):
+        response = await client.put(f"/ingestion/sources/{spec['name']}", json=spec, headers=ADMIN)
+        assert response.status_code == 200, response.text
+    replicas = [spawn_service(service_env_of(env)) for _ in range(2)]
+    for replica in replicas:
+        await replica.wait_healthy()
+
+    # The busy tenant's loads are held at their landing statement (its table locked), slots taken.
+    holder = await asyncpg.connect(env["DATABASE_URL"])
+    hold = holder.transaction()
+    await hold.start()
+    await holder.execute(f'LOCK TABLE sources."{busy}" IN EXCLUSIVE MODE')
+    try:
+        for number in range(FILES):
+            s3.put_object(Bucket=name, Key=f"{busy}/{number}.jsonl", Body=f'{{"n": {number}}}\n'.encode())
+
+        async def limit_reached() -> list[str] | None:
+            found = await statuses(db, name, f"{busy}/")
+            return found if len(found) == FILES and found.count("processing") == LIMIT else None
+
+        await eventually(limit_reached, message=f"{LIMIT} of the busy tenant's files loading")
+        s3.put_object(Bucket=name, Key=f"{calm}/0.jsonl", Body=b'{"n": 1}\n')
+        await eventually(
+            lambda: statuses_are(db, name, f"{calm}/", ["completed"]), message="the calm tenant's file loaded"
+        )
+        # Still the limit, after the other files have been throttled and come back at least once.
+        throttled = await eventually(
+            lambda: db.fetchval(
+                "SELECT count(*) FROM file_processing_log WHERE bucket = $1 AND starts_with(key, $2) "
+                "AND status = 'pending'",
+                name,
+                f"{busy}/",
+            ),
+            message="throttled files back to pending",
+        )
+        assert throttled >= 1
+        # Back on the queue as a fresh, delayed message (not the same one hidden again: its receive count
+        # would grow to the dead-letter queue's maxReceiveCount while the tenant stays busy).
+        await eventually(
+            lambda: int(
+                sqs.get_queue_attributes(QueueUrl=env["SQS_QUEUE_URL"], AttributeNames=["All"])[
+                    "Attributes"
+                ].get("ApproximateNumberOfMessagesDelayed", "0")
+            ),
+            message="a throttled file's message requeued with a delay",
+        )
+        assert (await statuses(db, name, f"{busy}/")).count("processing") == LIMIT
+    finally:
+        await hold.rollback()
+        await holder.close()
+
+    await eventually(
+        lambda: statuses_are(db, name, f"{busy}/", ["completed"] * FILES),
+        timeout=60,
+        message="every throttled file loaded",
+    )
+    assert await db.fetchval(f'SELECT count(*) FROM sources."{busy}"') == FILES
+    dead = sqs.get_queue_attributes(
+        QueueUrl=sqs.get_queue_url(QueueName=f"{name}-dlq")["QueueUrl"],
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    assert dead == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}
+    # A throttled attempt is not counted: each file was loaded by one attempt.
+    attempts = await db.fetch(
+        "SELECT attempts FROM file_processing_log WHERE bucket = $1 AND starts_with(key, $2)",
+        name,
+        f"{busy}/",
+    )
+    assert [row["attempts"] for row in attempts] == [1] * FILES
+
+
+async def statuses_are(db: asyncpg.Connection, bucket: str, prefix: str, expected: list[str]) -> bool:
+    return await statuses(db, bucket, prefix) == expected
