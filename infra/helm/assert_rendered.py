@@ -4,8 +4,9 @@
 
 RENDER_DIR is what `helmtool.py template` wrote (k8s/ and istio/). The values files, merged here in order
 the simple way (maps deeply, later files winning), say what the render should contain: the Deployment's
-resources, the HPA's bounds, the IRSA role, the Secret wiring. Everything else is read back from the
-rendered objects themselves: probes, security context, the shutdown timings, the Istio objects.
+resources, the HPA's bounds, the IRSA role, the Secret wiring, the sources the migration Job applies.
+Everything else is read back from the rendered objects themselves: probes, security context, the shutdown
+timings, the hook order, the Istio objects.
 """
 
 import argparse
@@ -19,8 +20,12 @@ import yaml
 
 IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
 ISTIO_PROXY_ANNOTATION = "proxy.istio.io/config"
+HOOK = "helm.sh/hook"
 HOOK_EVENTS = {"pre-install", "pre-upgrade"}
 TMP_DIR = "/tmp"  # noqa: S108 - the container path that must be writable, not a file made here
+SOURCES_DIR = "/etc/aws-s3-service/sources"
+MIGRATE = ["python", "-m", "app", "migrate"]
+SOURCES_APPLY = ["python", "-m", "app", "sources", "apply", SOURCES_DIR]
 
 
 class Checker:
@@ -66,6 +71,61 @@ def arg_value(args: list[str], flag: str) -> str | None:
     return None
 
 
+def annotations_of(obj: dict[str, Any]) -> dict[str, str]:
+    return obj.get("metadata", {}).get("annotations") or {}
+
+
+def is_hook(obj: dict[str, Any]) -> bool:
+    return HOOK in annotations_of(obj)
+
+
+def hook_events(obj: dict[str, Any]) -> set[str]:
+    return {event for event in annotations_of(obj).get(HOOK, "").split(",") if event}
+
+
+def hook_weight(obj: dict[str, Any]) -> int:
+    return int(annotations_of(obj).get("helm.sh/hook-weight", "0"))
+
+
+def delete_policies(obj: dict[str, Any]) -> set[str]:
+    policy = annotations_of(obj).get("helm.sh/hook-delete-policy", "")
+    return {item for item in policy.split(",") if item}
+
+
+def check_hardened(c: Checker, spec: dict[str, Any], container: dict[str, Any], where: str) -> None:
+    """The pod's and one container's security context, and a writable /tmp on an emptyDir."""
+    pod_sc = spec.get("securityContext") or {}
+    sc = container.get("securityContext") or {}
+    c.check(pod_sc.get("runAsNonRoot") is True, f"{where}: pod securityContext.runAsNonRoot must be true")
+    c.check(pod_sc.get("runAsUser") == 1000, f"{where}: pod securityContext.runAsUser must be 1000")
+    c.check(sc.get("runAsNonRoot") is True, f"{where}: container securityContext.runAsNonRoot must be true")
+    c.check(sc.get("runAsUser") == 1000, f"{where}: container securityContext.runAsUser must be 1000")
+    c.check(
+        sc.get("readOnlyRootFilesystem") is True, f"{where}: container readOnlyRootFilesystem must be true"
+    )
+    c.check(
+        sc.get("allowPrivilegeEscalation") is False,
+        f"{where}: container allowPrivilegeEscalation must be false",
+    )
+    c.check(sc.get("privileged") in (None, False), f"{where}: container must not be privileged")
+    c.check(
+        (sc.get("capabilities") or {}).get("drop") == ["ALL"],
+        f"{where}: container must drop ALL capabilities",
+    )
+    seccomp = (sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}).get("type")
+    c.check(seccomp == "RuntimeDefault", f"{where}: seccompProfile must be RuntimeDefault, found {seccomp!r}")
+    c.check(
+        spec.get("automountServiceAccountToken") is False,
+        f"{where}: pods must not mount a Kubernetes API token",
+    )
+    tmp_volumes = {v["name"] for v in spec.get("volumes", []) if "emptyDir" in v}
+    tmp_mounts = [m for m in container.get("volumeMounts", []) if m.get("mountPath") == TMP_DIR]
+    c.check(
+        tmp_mounts and tmp_mounts[0]["name"] in tmp_volumes,
+        f"{where}: {TMP_DIR} must be an emptyDir (read-only root fs)",
+    )
+
+
 def seconds(duration: str) -> float:
     units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
     parts = re.findall(r"([0-9.]+)(ms|h|m|s)", duration)
@@ -93,25 +153,8 @@ def check_deployment(c: Checker, objects: list[dict[str, Any]], values: dict[str
         got = (app.get(probe) or {}).get("httpGet", {}).get("path")
         c.check(got == path, f"{probe} must GET {path}, found {got!r}")
 
-    pod_sc = spec.get("securityContext") or {}
-    sc = app.get("securityContext") or {}
-    c.check(pod_sc.get("runAsNonRoot") is True, "pod securityContext.runAsNonRoot must be true")
-    c.check(pod_sc.get("runAsUser") == 1000, "pod securityContext.runAsUser must be 1000")
-    c.check(sc.get("runAsNonRoot") is True, "container securityContext.runAsNonRoot must be true")
-    c.check(sc.get("runAsUser") == 1000, "container securityContext.runAsUser must be 1000")
-    c.check(sc.get("readOnlyRootFilesystem") is True, "container readOnlyRootFilesystem must be true")
-    c.check(sc.get("allowPrivilegeEscalation") is False, "container allowPrivilegeEscalation must be false")
-    c.check((sc.get("capabilities") or {}).get("drop") == ["ALL"], "container must drop ALL capabilities")
-    seccomp = (sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}).get("type")
-    c.check(seccomp == "RuntimeDefault", f"seccompProfile must be RuntimeDefault, found {seccomp!r}")
-    c.check(spec.get("automountServiceAccountToken") is False, "pods must not mount a Kubernetes API token")
-
-    tmp_volumes = {v["name"] for v in spec.get("volumes", []) if "emptyDir" in v}
-    tmp_mounts = [m for m in app.get("volumeMounts", []) if m.get("mountPath") == TMP_DIR]
-    c.check(
-        tmp_mounts and tmp_mounts[0]["name"] in tmp_volumes,
-        f"{TMP_DIR} must be an emptyDir (read-only root fs)",
-    )
+    for container in spec.get("initContainers", []) + containers:
+        check_hardened(c, spec, container, f"Deployment container {container.get('name')}")
 
     c.check(
         app.get("resources") == values["resources"],
@@ -141,7 +184,8 @@ def check_shutdown(c: Checker, objects: list[dict[str, Any]], deployment: dict[s
     http_grace = int(arg_value(app.get("command", []) + app.get("args", []), "--graceful-timeout") or 0)
     config = {}
     for configmap in of_kind(objects, "ConfigMap"):
-        config.update(configmap.get("data") or {})
+        if not is_hook(configmap):  # the sources ConfigMap holds source files, not settings
+            config.update(configmap.get("data") or {})
     consumer_grace = float(config.get("SHUTDOWN_GRACE_SECONDS", 20))
     grace = spec.get("terminationGracePeriodSeconds", 30)
     needed = pre_stop + http_grace + consumer_grace
@@ -175,7 +219,7 @@ def check_wiring(c: Checker, objects: list[dict[str, Any]], deployment: dict[str
         )
 
     env_from = app.get("envFrom") or []
-    configmaps = {o["metadata"]["name"] for o in of_kind(objects, "ConfigMap")}
+    configmaps = {o["metadata"]["name"] for o in of_kind(objects, "ConfigMap") if not is_hook(o)}
     refs = [e["configMapRef"]["name"] for e in env_from if "configMapRef" in e]
     c.check(refs and all(ref in configmaps for ref in refs), f"envFrom ConfigMaps {refs} not rendered")
     secret_refs = [e["secretRef"]["name"] for e in env_from if "secretRef" in e]
@@ -234,29 +278,159 @@ def check_wiring(c: Checker, objects: list[dict[str, Any]], deployment: dict[str
         labels = pod["metadata"]["labels"]
         c.check(all(labels.get(k) == v for k, v in selector.items()), "PDB selector misses the pods")
 
-    jobs = of_kind(objects, "Job")
     env = {e["name"]: e.get("value") for e in app.get("env") or []}
     if values["migration"]["enabled"]:
-        if c.check(len(jobs) == 1, "migration.enabled needs the migration Job"):
-            hooks = set(jobs[0]["metadata"].get("annotations", {}).get("helm.sh/hook", "").split(","))
-            c.check(
-                hooks == HOOK_EVENTS, f"migration Job hooks must be pre-install,pre-upgrade, found {hooks}"
-            )
-            job_labels = jobs[0]["spec"]["template"]["metadata"].get("labels") or {}
-            selectors = [deployment["spec"]["selector"]["matchLabels"]]
-            selectors += [s["spec"]["selector"] for s in of_kind(objects, "Service")]
-            c.check(
-                not any(all(job_labels.get(k) == v for k, v in sel.items()) for sel in selectors),
-                "the migration Job's pods must not match the Deployment's or the Service's selector",
-            )
-            command = jobs[0]["spec"]["template"]["spec"]["containers"][0]["command"]
-            c.check(
-                command[-1] == "migrate", f"migration Job must run `python -m app migrate`, found {command}"
-            )
         c.check(env.get("MIGRATE_ON_STARTUP") == "false", "with the hook, pods need MIGRATE_ON_STARTUP=false")
     else:
-        c.check(not jobs, "no migration Job expected")
         c.check("MIGRATE_ON_STARTUP" not in env, "MIGRATE_ON_STARTUP must be left to the config")
+
+
+def secret_ref(container: dict[str, Any], name: str) -> str | None:
+    for item in container.get("env") or []:
+        if item.get("name") == name:
+            return ((item.get("valueFrom") or {}).get("secretKeyRef") or {}).get("name")
+    return None
+
+
+def check_migration(
+    c: Checker, objects: list[dict[str, Any]], deployment: dict[str, Any], values: dict[str, Any]
+) -> None:
+    """The hook Job (migrate, then `sources apply` when sources are set), its Secret and sources ConfigMap."""
+    jobs = of_kind(objects, "Job")
+    sources: dict[str, Any] = values.get("sources") or {}
+    hook_maps = [
+        o for o in of_kind(objects, "ConfigMap") if is_hook(o) or o["metadata"]["name"].endswith("-sources")
+    ]
+    if not values["migration"]["enabled"]:
+        c.check(not jobs, "no migration Job expected")
+        c.check(not hook_maps, "no sources ConfigMap expected without the migration Job")
+        return
+    if not c.check(len(jobs) == 1, "migration.enabled needs the migration Job"):
+        return
+    job = jobs[0]
+    c.check(
+        hook_events(job) == HOOK_EVENTS,
+        f"migration Job hooks must be pre-install,pre-upgrade, found {hook_events(job)}",
+    )
+    pod = job["spec"]["template"]
+    spec = pod["spec"]
+    job_labels = pod["metadata"].get("labels") or {}
+    selectors = [deployment["spec"]["selector"]["matchLabels"]]
+    selectors += [s["spec"]["selector"] for s in of_kind(objects, "Service")]
+    c.check(
+        not any(all(job_labels.get(k) == v for k, v in sel.items()) for sel in selectors),
+        "the migration Job's pods must not match the Deployment's or the Service's selector",
+    )
+    c.check(
+        job_labels.get("sidecar.istio.io/inject") == "false",
+        "the migration Job's pods must not get a sidecar",
+    )
+
+    inits = spec.get("initContainers") or []
+    containers = spec.get("containers") or []
+    fullname = job["metadata"]["name"].removesuffix("-migrate")
+    secret = values.get("existingSecret") or f"{fullname}-migrate"
+    if not values.get("existingSecret"):
+        hook_secrets = [o for o in of_kind(objects, "Secret") if o["metadata"]["name"] == secret]
+        if c.check(
+            hook_secrets and is_hook(hook_secrets[0]), f"the migration Job needs its hook Secret {secret}"
+        ):
+            c.check(
+                hook_events(hook_secrets[0]) == HOOK_EVENTS,
+                "the Job's Secret must be a pre-install,pre-upgrade hook",
+            )
+            c.check(
+                hook_weight(hook_secrets[0]) < hook_weight(job),
+                f"the Job's Secret (weight {hook_weight(hook_secrets[0])}) must be created before the Job"
+                f" (weight {hook_weight(job)})",
+            )
+    for container in inits + containers:
+        where = f"migration Job container {container.get('name')}"
+        check_hardened(c, spec, container, where)
+        c.check(
+            container.get("resources") == values["migration"]["resources"],
+            f"{where}: resources {container.get('resources')} differ from migration.resources",
+        )
+        found = secret_ref(container, "DATABASE_URL")
+        c.check(found == secret, f"{where}: DATABASE_URL must come from Secret {secret}, found {found!r}")
+
+    annotations = pod["metadata"].get("annotations") or {}
+    commands = [(item.get("name"), item.get("command")) for item in inits + containers]
+    if not sources:
+        c.check(not hook_maps, f"no sources ConfigMap expected without sources, found {len(hook_maps)}")
+        c.check(
+            not inits and commands == [("migrate", MIGRATE)],
+            f"without sources the Job must run one container, migrate ({MIGRATE}), found {commands}",
+        )
+        volumes = [v.get("name") for v in spec.get("volumes", [])]
+        c.check(volumes == ["tmp"], f"without sources the Job needs only the tmp volume, found {volumes}")
+        c.check("checksum/sources" not in annotations, "no checksum/sources annotation without sources")
+        return
+
+    # migrate first (init container: the pod's containers start only once it has succeeded), then apply.
+    init_commands = [(item.get("name"), item.get("command")) for item in inits]
+    main_commands = [(item.get("name"), item.get("command")) for item in containers]
+    c.check(
+        init_commands == [("migrate", MIGRATE)],
+        f"with sources, migrate ({MIGRATE}) must be the Job's only init container, found {init_commands}",
+    )
+    c.check(
+        main_commands == [("sources", SOURCES_APPLY)],
+        f"with sources, the Job's one container must run {SOURCES_APPLY}, found {main_commands}",
+    )
+    c.check("checksum/sources" in annotations, "with sources, the Job's pod template needs checksum/sources")
+    if not c.check(len(hook_maps) == 1, f"sources need one sources ConfigMap, found {len(hook_maps)}"):
+        return
+    configmap = hook_maps[0]
+    name = configmap["metadata"]["name"]
+    c.check(name == f"{fullname}-sources", f"the sources ConfigMap is {name}, expected {fullname}-sources")
+    c.check(
+        hook_events(configmap) == HOOK_EVENTS,
+        f"the sources ConfigMap must be a pre-install,pre-upgrade hook, found {hook_events(configmap)}",
+    )
+    c.check(
+        hook_weight(configmap) < hook_weight(job),
+        f"the sources ConfigMap (weight {hook_weight(configmap)}) must be created before the Job"
+        f" (weight {hook_weight(job)})",
+    )
+    policies = delete_policies(configmap)
+    c.check("before-hook-creation" in policies, "the sources ConfigMap needs before-hook-creation")
+    c.check(
+        "hook-succeeded" not in policies,
+        "the sources ConfigMap must not be hook-succeeded (it shows what was applied)",
+    )
+    data = configmap.get("data") or {}
+    expected_keys = {f"{source}.yaml" for source in sources}
+    c.check(
+        set(data) == expected_keys, f"sources ConfigMap keys {sorted(data)}, expected {sorted(expected_keys)}"
+    )
+    for source, source_spec in sources.items():
+        text = data.get(f"{source}.yaml")
+        if text is None:
+            continue
+        rendered = yaml.safe_load(text)
+        c.check(
+            rendered == {**source_spec, "name": source},
+            f"sources ConfigMap {source}.yaml differs from sources.{source} plus name: {source}",
+        )
+
+    apply = containers[0] if containers else {}
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    mounts = [m for m in apply.get("volumeMounts", []) if m.get("mountPath") == SOURCES_DIR]
+    if c.check(mounts, f"the sources container must mount the sources at {SOURCES_DIR}"):
+        mount = mounts[0]
+        c.check(mount.get("readOnly") is True, f"{SOURCES_DIR} must be mounted read-only")
+        volume = volumes.get(mount["name"]) or {}
+        c.check(
+            (volume.get("configMap") or {}).get("name") == name,
+            f"{SOURCES_DIR} must be the ConfigMap {name}, found {volume}",
+        )
+    env = {e["name"]: e.get("value") for e in apply.get("env") or []}
+    c.check(
+        env.get("S3_BUCKET_NAME") == values["config"]["S3_BUCKET_NAME"],
+        f"the sources container needs S3_BUCKET_NAME={values['config']['S3_BUCKET_NAME']}, found"
+        f" {env.get('S3_BUCKET_NAME')!r}",
+    )
 
 
 def check_istio(c: Checker, objects: list[dict[str, Any]], deployment: dict[str, Any], istio: bool) -> None:
@@ -336,6 +510,7 @@ def main(argv: list[str] | None = None) -> int:
         if deployment:
             check_shutdown(c, objects, deployment)
             check_wiring(c, objects, deployment, values)
+            check_migration(c, objects, deployment, values)
             check_istio(c, objects, deployment, args.istio == "on")
     for failure in c.failures:
         sys.stderr.write(f"FAIL {args.render_dir}: {failure}\n")

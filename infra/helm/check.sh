@@ -8,11 +8,14 @@
 #
 # 1. helm lint (Helm's own linter, strict) with the dev and prod values, and prod with Istio on.
 # 2. Render (helm template through helm-python-sdk, values.schema.json enforced) for dev, prod, prod with
-#    istio.enabled=true, and prod with Istio and its JWT policies.
+#    istio.enabled=true, prod with Istio and its JWT policies, and prod and dev with two sources
+#    (sources-values.yaml).
 # 3. kubernetes-validate --strict on every non-Istio object, for Kubernetes $KUBE_VERSION.
 # 4. Istio objects against @kubernetes-models/istio (validate-istio.mjs; unknown fields rejected).
 # 5. assert_rendered.py: probes, security context, resources = the values file's, IRSA annotation, the
-#    shutdown timings, HPA/PDB/migration wiring, Istio objects present exactly when istio.enabled.
+#    shutdown timings, HPA/PDB/migration wiring, Istio objects present exactly when istio.enabled, the
+#    sources ConfigMap exactly when sources are set and the Job migrating, then applying them (hardened,
+#    hooks in order); without sources, the single migrate container.
 # 6. Values the chart must refuse (schema and template checks) make rendering fail, for the right reason.
 # 7. checkov on all rendered manifests (skips: checkov.io/skipN annotations in the templates, each with
 #    its reason).
@@ -46,18 +49,21 @@ deploy_values="$tools/ci-deploy-values.yaml"
 jwt_sets="istio.enabled=true,istio.requestAuthentication.enabled=true,istio.authorizationPolicy.enabled=true"
 jwt_sets+=",config.JWT_JWKS_URL=https://idp.example.com/.well-known/jwks.json"
 
-# name | values file | --set | Istio objects expected
+# name | values file | --set | Istio objects expected | extra values file in infra/helm (optional)
 renders=(
     "dev|values-dev.yaml||off"
     "prod|values-prod.yaml||off"
     "prod-istio|values-prod.yaml|istio.enabled=true|on"
     "prod-istio-jwt|values-prod.yaml|$jwt_sets|on"
+    "prod-sources|values-prod.yaml||off|sources-values.yaml"
+    "dev-sources|values-dev.yaml||off|sources-values.yaml"
 )
 
 echo "-- helm lint"
 for entry in "${renders[@]}"; do
-    IFS='|' read -r name file sets _ <<<"$entry"
+    IFS='|' read -r name file sets _ extra <<<"$entry"
     args=(-f "$chart/$file" -f "$deploy_values")
+    [[ -n "$extra" ]] && args+=(-f "$tools/$extra")
     [[ -n "$sets" ]] && args+=(--set "$sets")
     "$python" "$tools/helmtool.py" lint "$chart" "${args[@]}" --kube-version "v$kube_version" \
         || fail "helm lint failed ($name)"
@@ -65,8 +71,9 @@ done
 
 echo "-- render"
 for entry in "${renders[@]}"; do
-    IFS='|' read -r name file sets _ <<<"$entry"
+    IFS='|' read -r name file sets _ extra <<<"$entry"
     args=(-f "$chart/$file" -f "$deploy_values")
+    [[ -n "$extra" ]] && args+=(-f "$tools/$extra")
     [[ -n "$sets" ]] && args+=(--set "$sets")
     "$python" "$tools/helmtool.py" template "$chart" "${args[@]}" --out "$work/render/$name" \
         || fail "rendering failed ($name)"
@@ -78,7 +85,7 @@ kubernetes-validate --strict --quiet -k "$kube_version" "$work"/render/*/k8s/*.y
 
 echo "-- Istio objects (@kubernetes-models/istio)"
 for entry in "${renders[@]}"; do
-    IFS='|' read -r name _ _ istio <<<"$entry"
+    IFS='|' read -r name _ _ istio _ <<<"$entry"
     if [[ "$istio" == "on" ]]; then
         node "$tools/validate-istio.mjs" "$work/render/$name/istio" || fail "invalid Istio object ($name)"
     fi
@@ -86,12 +93,17 @@ done
 
 echo "-- assertions"
 for entry in "${renders[@]}"; do
-    IFS='|' read -r name file _ istio <<<"$entry"
-    "$python" "$tools/assert_rendered.py" "$work/render/$name" --istio "$istio" \
-        -f "$chart/values.yaml" -f "$chart/$file" -f "$deploy_values" || fail "assertions failed ($name)"
+    IFS='|' read -r name file _ istio extra <<<"$entry"
+    args=(-f "$chart/values.yaml" -f "$chart/$file" -f "$deploy_values")
+    [[ -n "$extra" ]] && args+=(-f "$tools/$extra")
+    "$python" "$tools/assert_rendered.py" "$work/render/$name" --istio "$istio" "${args[@]}" \
+        || fail "assertions failed ($name)"
 done
 
 echo "-- values the chart must refuse"
+# One source, enough for the schema (the app validates the rest).
+source="sources.billing.tenant=acme,sources.billing.prefix=billing/,sources.billing.format=csv"
+source+=",sources.billing.columns[0].name=id"
 # --set value | a fragment of the expected error
 refused=(
     'replicaCount=two|/replicaCount'
@@ -105,6 +117,10 @@ refused=(
     'serviceAccount.roleArn=|serviceAccount.roleArn is required'
     'istio.enabled=true,istio.sidecar.terminationDrainSeconds=5|terminationDrainSeconds (5)'
     'istio.enabled=true,istio.virtualService.read.retries.retryOn=5xx;oops|/istio/virtualService/read/retries/retryOn'
+    "${source//sources.billing./sources.Billing.}|invalid propertyName 'Billing'"
+    "${source%,*}|missing property 'columns'"
+    "$source,sources.billing.name=other|sources.billing: its name is its key"
+    "$source,migration.enabled=false|sources need migration.enabled"
 )
 for entry in "${refused[@]}"; do
     sets="${entry%|*}"

@@ -61,6 +61,13 @@ no_irsa_annotation() { sed -i '/eks.amazonaws.com\/role-arn/d' "$1"; }
 host_network() { sed -i 's/^      automountServiceAccountToken: false$/&\n      hostNetwork: true/' "$1"; }
 istio_always() { sed -i 's/^{{- if .Values.istio.enabled }}$/{{- if true }}/' "$1"; }
 misspelled_k8s_field() { sed -i 's/^      targetPort: http$/      tragetPort: http/' "$1"; }
+sources_always() {
+    sed -i 's/^{{- if and .Values.migration.enabled .Values.sources }}$/{{- if .Values.migration.enabled }}/' "$1"
+}
+sources_hook_succeeded() {
+    sed -i 's/^    helm.sh\/hook-delete-policy: before-hook-creation$/&,hook-succeeded/' "$1"
+}
+writable_job_root() { sed -i 's/^    readOnlyRootFilesystem: true$/    readOnlyRootFilesystem: false/' "$1"; }
 open_schema() {
     "${PYTHON:-python}" -c 'import json, pathlib, sys
 path = pathlib.Path(sys.argv[1])
@@ -91,6 +98,11 @@ break_case no-irsa-annotation "$t/serviceaccount.yaml" "eks.amazonaws.com/role-a
 break_case checkov-host-network "$t/deployment.yaml" "CKV_K8S_19" host_network
 break_case istio-without-toggle "$t/istio-destinationrule.yaml" "must render no Istio object" istio_always
 break_case k8s-misspelled-field "$t/service.yaml" "tragetPort" misspelled_k8s_field
+break_case sources-configmap-always "$t/sources-configmap.yaml" "no sources ConfigMap expected without sources" \
+    sources_always
+break_case sources-configmap-deleted "$t/sources-configmap.yaml" "must not be hook-succeeded" sources_hook_succeeded
+break_case job-writable-root "$t/_helpers.tpl" "migration Job container migrate: container readOnlyRootFilesystem" \
+    writable_job_root
 break_case schema-open helm/aws-s3-service/values.schema.json "rendering accepted --set nonexistentKey=1" open_schema
 
 passed=$((cases - failures))

@@ -63,6 +63,63 @@ app.kubernetes.io/part-of: aws-s3-service
 {{- end }}
 {{- end }}
 
+{{/* Where the migration Job mounts the sources ConfigMap (`python -m app sources apply` reads the folder). */}}
+{{- define "aws-s3-service.sourcesPath" -}}
+/etc/aws-s3-service/sources
+{{- end }}
+{{- /*
+One container of the migration Job, hardened like the API's: dict with root (the chart's context), secret
+(the Secret holding DATABASE_URL), name, command (the arguments after `python -m app`) and, for the
+`sources apply` container, sources=true (S3_BUCKET_NAME, the default bucket of a source that names none,
+and the sources ConfigMap mounted read-only). The chart's ConfigMap is not there yet on a first install
+(hooks run first), so settings are passed as env values.
+*/}}
+{{- define "aws-s3-service.migrationContainer" -}}
+{{- $root := .root -}}
+- name: {{ .name }}
+  image: {{ include "aws-s3-service.image" $root | quote }}
+  imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+  command: {{ concat (list "python" "-m" "app") .command | toJson }}
+  env:
+    - name: DATABASE_URL
+      valueFrom:
+        secretKeyRef:
+          name: {{ .secret }}
+          key: DATABASE_URL
+    {{- if .sources }}
+    - name: S3_BUCKET_NAME
+      value: {{ required "config.S3_BUCKET_NAME is required (terraform outputs of the messaging module)" $root.Values.config.S3_BUCKET_NAME | quote }}
+    {{- end }}
+    {{- range $key := list "DB_COMMAND_TIMEOUT_SECONDS" "DB_CONNECT_TIMEOUT_SECONDS" "LOG_LEVEL" "LOG_FORMAT" }}
+    {{- $value := get $root.Values.config $key }}
+    {{- if and (not (kindIs "invalid" $value)) (ne (toString $value) "") }}
+    - name: {{ $key }}
+      value: {{ include "aws-s3-service.envValue" $value | quote }}
+    {{- end }}
+    {{- end }}
+  resources:
+    {{- toYaml $root.Values.migration.resources | nindent 4 }}
+  securityContext:
+    runAsNonRoot: true
+    runAsUser: 1000
+    runAsGroup: 1000
+    readOnlyRootFilesystem: true
+    allowPrivilegeEscalation: false
+    privileged: false
+    capabilities:
+      drop: ["ALL"]
+    seccompProfile:
+      type: RuntimeDefault
+  volumeMounts:
+    - name: tmp
+      mountPath: /tmp
+    {{- if .sources }}
+    - name: sources
+      mountPath: {{ include "aws-s3-service.sourcesPath" $root }}
+      readOnly: true
+    {{- end }}
+{{- end }}
+
 {{/* The Service's cluster DNS name (the DestinationRule's and VirtualService's host). */}}
 {{- define "aws-s3-service.serviceHost" -}}
 {{- printf "%s.%s.svc.cluster.local" (include "aws-s3-service.fullname" .) .Release.Namespace }}
@@ -127,6 +184,9 @@ Cross-field checks JSON Schema cannot express. Rendering fails with one line nam
 {{- if and .Values.istio.authorizationPolicy.enabled (not .Values.istio.requestAuthentication.enabled) }}
 {{- fail "istio.authorizationPolicy needs istio.requestAuthentication.enabled (it admits requests with a valid JWT)" }}
 {{- end }}
+{{- end }}
+{{- if and .Values.sources (not .Values.migration.enabled) }}
+{{- fail "sources need migration.enabled: the migration Job applies them (or leave sources empty and run `python -m app sources apply` yourself)" }}
 {{- end }}
 {{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) }}
 {{- fail "autoscaling.minReplicas must not exceed autoscaling.maxReplicas" }}
