@@ -9,7 +9,12 @@ import pytest
 
 from tests.helpers import bearer
 
-ADMIN = bearer(["ingestion:admin", "ingestion:read"])
+
+def admin() -> dict[str, str]:
+    """A fresh admin token: one made at import would expire before a late test of a long run."""
+    return bearer(["ingestion:admin", "ingestion:read"])
+
+
 ApplySource = Callable[..., Awaitable[dict[str, Any]]]
 
 
@@ -22,7 +27,7 @@ def apply_source(client: httpx.AsyncClient) -> ApplySource:
     """PUT a source; 200 expected unless `status` says otherwise. Returns the answer's body."""
 
     async def apply(spec: dict[str, Any], *, status: int = 200) -> dict[str, Any]:
-        response = await client.put(f"/ingestion/sources/{spec['name']}", json=spec, headers=ADMIN)
+        response = await client.put(f"/ingestion/sources/{spec['name']}", json=spec, headers=admin())
         assert response.status_code == status, response.text
         body: dict[str, Any] = response.json()
         return body

@@ -12,8 +12,13 @@ import httpx
 from tests.helpers import bearer, run_cli
 from tests.sources.conftest import ApplySource, source_name
 
-WRITER = bearer(["ingestion:write"])
-READER = bearer(["ingestion:read"])
+
+def writer() -> dict[str, str]:
+    return bearer(["ingestion:write"])
+
+
+def reader() -> dict[str, str]:
+    return bearer(["ingestion:read"])
 
 
 def scores(name: str, bucket: str, **changes: Any) -> dict[str, Any]:
@@ -42,7 +47,7 @@ async def test_posted_records_load_once_per_idempotency_key(
     await apply_source(scores(name, bucket))
     url = f"/ingestion/sources/{name}/records"
     records = [{"id": 1, "score": 5}, {"id": 2, "score": 11}, {"id": 3, "score": "7"}]
-    headers = {**WRITER, "Idempotency-Key": "batch-1"}
+    headers = {**writer(), "Idempotency-Key": "batch-1"}
 
     first = await client.post(url, json=records, headers=headers)
     assert first.status_code == 201, first.text
@@ -61,7 +66,7 @@ async def test_posted_records_load_once_per_idempotency_key(
     assert other_body.json()["errors"][0]["field"] == "Idempotency-Key"
 
     rejected = await client.post(
-        url, json=[{"id": "x"}, {"id": "y"}], headers={**WRITER, "Idempotency-Key": "b2"}
+        url, json=[{"id": "x"}, {"id": "y"}], headers={**writer(), "Idempotency-Key": "b2"}
     )
     assert rejected.status_code == 422
     assert (
@@ -69,7 +74,7 @@ async def test_posted_records_load_once_per_idempotency_key(
         and "file_rule: 2 of 2 rows rejected" in rejected.json()["detail"]
     )
     replay = await client.post(
-        url, json=[{"id": "x"}, {"id": "y"}], headers={**WRITER, "Idempotency-Key": "b2"}
+        url, json=[{"id": "x"}, {"id": "y"}], headers={**writer(), "Idempotency-Key": "b2"}
     )
     assert replay.status_code == 422 and replay.json()["detail"] == rejected.json()["detail"]
 
@@ -80,24 +85,24 @@ async def test_bad_record_requests_are_refused_clearly(
     name = source_name("scores")
     await apply_source(scores(name, bucket))
     url = f"/ingestion/sources/{name}/records"
-    no_key = await client.post(url, json=[{"id": 1}], headers=WRITER)
+    no_key = await client.post(url, json=[{"id": 1}], headers=writer())
     assert no_key.status_code == 422 and no_key.json()["errors"][0]["field"] == "Idempotency-Key"
-    bad_key = await client.post(url, json=[{"id": 1}], headers={**WRITER, "Idempotency-Key": "a/b"})
+    bad_key = await client.post(url, json=[{"id": 1}], headers={**writer(), "Idempotency-Key": "a/b"})
     assert bad_key.status_code == 422
-    reader = await client.post(url, json=[{"id": 1}], headers={**READER, "Idempotency-Key": "k"})
-    assert reader.status_code == 403
+    read_only = await client.post(url, json=[{"id": 1}], headers={**reader(), "Idempotency-Key": "k"})
+    assert read_only.status_code == 403
     missing = await client.post(
         "/ingestion/sources/no_such_source/records",
         json=[{"id": 1}],
-        headers={**WRITER, "Idempotency-Key": "k"},
+        headers={**writer(), "Idempotency-Key": "k"},
     )
     assert missing.status_code == 404
     not_json = await client.post(
-        url, content=b"id\n1\n", headers={**WRITER, "Idempotency-Key": "k3", "Content-Type": "text/csv"}
+        url, content=b"id\n1\n", headers={**writer(), "Idempotency-Key": "k3", "Content-Type": "text/csv"}
     )
     assert not_json.status_code == 415
     broken = await client.post(
-        url, content=b"[{", headers={**WRITER, "Idempotency-Key": "k4", "Content-Type": "application/json"}
+        url, content=b"[{", headers={**writer(), "Idempotency-Key": "k4", "Content-Type": "application/json"}
     )
     assert broken.status_code == 422 and broken.json()["detail"].startswith("parse_error")
 
@@ -114,7 +119,7 @@ async def test_validate_reports_rejections_per_rule_and_writes_nothing(
     sample = b"id,score\n1,5\n2,11\nx,3\n4,12\n5,1\n"
 
     checked = await client.post(
-        f"/ingestion/sources/{name}/validate", content=gzip.compress(sample), headers=READER
+        f"/ingestion/sources/{name}/validate", content=gzip.compress(sample), headers=reader()
     )
     assert checked.status_code == 200, checked.text
     assert checked.json() == {
@@ -136,17 +141,17 @@ async def test_validate_reports_rejections_per_rule_and_writes_nothing(
 
     s3.put_object(Bucket=bucket, Key=f"{name}-drafts/a.csv", Body=sample)  # outside the source's prefix
     outside = await client.post(
-        f"/ingestion/sources/{name}/validate", params={"key": f"{name}-drafts/a.csv"}, headers=READER
+        f"/ingestion/sources/{name}/validate", params={"key": f"{name}-drafts/a.csv"}, headers=reader()
     )
     assert outside.status_code == 422 and outside.json()["errors"][0]["field"] == "key"
     absent = await client.post(
-        f"/ingestion/sources/{name}/validate", params={"key": f"{name}/none.csv"}, headers=READER
+        f"/ingestion/sources/{name}/validate", params={"key": f"{name}/none.csv"}, headers=reader()
     )
     assert absent.status_code == 404
-    empty = await client.post(f"/ingestion/sources/{name}/validate", headers=READER)
+    empty = await client.post(f"/ingestion/sources/{name}/validate", headers=reader())
     assert empty.status_code == 400
     unreadable = await client.post(
-        f"/ingestion/sources/{name}/validate", content=b'id,score\n1,"2\n', headers=READER
+        f"/ingestion/sources/{name}/validate", content=b'id,score\n1,"2\n', headers=reader()
     )
     assert unreadable.json()["error"].startswith("parse_error")
     assert await db.fetchval(f'SELECT count(*) FROM sources."{name}"') == 0

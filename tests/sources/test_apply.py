@@ -9,7 +9,7 @@ import httpx
 import yaml
 
 from tests.helpers import bearer, run_cli
-from tests.sources.conftest import ADMIN, ApplySource, source_name
+from tests.sources.conftest import ApplySource, admin, source_name
 
 
 def things(name: str, **changes: Any) -> dict[str, Any]:
@@ -106,11 +106,13 @@ async def test_incompatible_changes_are_refused_and_say_to_use_a_new_source(
         ({"key": ["id", "label"]}, "the key changes"),
         ({"key": []}, "the key changes"),
     ]:
-        response = await client.put(f"/ingestion/sources/{name}", json=things(name, **change), headers=ADMIN)
+        response = await client.put(
+            f"/ingestion/sources/{name}", json=things(name, **change), headers=admin()
+        )
         assert response.status_code == 422, (change, response.text)
         detail = response.json()["detail"]
         assert problem in detail and f"{name}_v2" in detail, detail
-    assert (await client.get(f"/ingestion/sources/{name}", headers=ADMIN)).json()["version"] == 1
+    assert (await client.get(f"/ingestion/sources/{name}", headers=admin())).json()["version"] == 1
     assert await columns(db, name) == {
         "id": ("integer", True),
         "label": ("text", True),
@@ -128,17 +130,17 @@ async def test_only_an_admin_changes_sources_and_bad_bodies_name_the_field(
     ).status_code == 403
     assert (await client.delete(f"/ingestion/sources/{name}", headers=writer)).status_code == 403
 
-    other = await client.put(f"/ingestion/sources/{name}", json=things("other_name"), headers=ADMIN)
+    other = await client.put(f"/ingestion/sources/{name}", json=things("other_name"), headers=admin())
     assert other.status_code == 422 and other.json()["errors"][0]["field"] == "name"
     bad_type = await client.put(
         f"/ingestion/sources/{name}",
         json=things(name, columns=[{"name": "id", "type": "money", "required": True}]),
-        headers=ADMIN,
+        headers=admin(),
     )
     assert bad_type.status_code == 422
     assert bad_type.headers["content-type"] == "application/problem+json"
     assert "columns.0.type" in {error["field"] for error in bad_type.json()["errors"]}
-    assert (await client.get("/ingestion/sources/Bad-Name", headers=ADMIN)).status_code == 422
+    assert (await client.get("/ingestion/sources/Bad-Name", headers=admin())).status_code == 422
 
 
 async def test_two_sources_cannot_take_the_same_files(apply_source: ApplySource) -> None:
@@ -154,9 +156,9 @@ async def test_a_deleted_source_keeps_its_table_and_continues_its_versions(
 ) -> None:
     name = source_name("things")
     await apply_source(things(name))
-    assert (await client.delete(f"/ingestion/sources/{name}", headers=ADMIN)).status_code == 204
-    assert (await client.get(f"/ingestion/sources/{name}", headers=ADMIN)).status_code == 404
-    assert (await client.delete(f"/ingestion/sources/{name}", headers=ADMIN)).status_code == 404
+    assert (await client.delete(f"/ingestion/sources/{name}", headers=admin())).status_code == 204
+    assert (await client.get(f"/ingestion/sources/{name}", headers=admin())).status_code == 404
+    assert (await client.delete(f"/ingestion/sources/{name}", headers=admin())).status_code == 404
     assert await columns(db, name)  # the table and its rows stay
     again = await apply_source(things(name))
     assert (again["action"], again["version"]) == ("created", 2)

@@ -14,7 +14,7 @@ from tests.aws import AWS_REGION
 from tests.helpers import eventually
 from tests.reliability.helpers import service_env_of
 from tests.reliability.test_processes import Spawn
-from tests.sources.conftest import ADMIN, source_name
+from tests.sources.conftest import admin, source_name
 
 FILES = 5
 LIMIT = 2
@@ -62,7 +62,7 @@ async def test_a_tenant_loads_at_most_its_limit_across_two_processes_and_others_
     }
     busy, calm = source_name("busy"), source_name("calm")
     for spec in (source(busy, "busy-tenant", name, LIMIT), source(calm, "calm-tenant", name, None)):
-        response = await client.put(f"/ingestion/sources/{spec['name']}", json=spec, headers=ADMIN)
+        response = await client.put(f"/ingestion/sources/{spec['name']}", json=spec, headers=admin())
         assert response.status_code == 200, response.text
     replicas = [spawn_service(service_env_of(env)) for _ in range(2)]
     for replica in replicas:
