@@ -11,17 +11,17 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from bench import api, consumer, ingest, recovery, upload_memory
+from bench import api, consumer, ingest, recovery, sources, upload_memory
 from bench.data import SEED, write_dataset
 from bench.report import MIB, Result, Skipped, Target, evaluate, table, write_json
 from bench.stack import RESULTS, ROOT, Infra, infrastructure, service
 
-CASES = ("upload", "ingest", "dlt", "big", "api", "consumer", "recovery")
+CASES = ("upload", "ingest", "dlt", "big", "api", "consumer", "recovery", "sources")
 
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    records: int  # per ingestion file
+    records: int  # per ingestion file (and the sources case's billing file)
     runs: int  # of each case
     slow_runs: int  # of the naive designs and dlt
     per_record_sample: int  # records the INSERT-per-record design loads
@@ -115,6 +115,8 @@ async def run(
             add(await consumer.consumer_cases(infra, conn, plan.consumer_files, plan.runs))
         if "recovery" in cases:
             add(await recovery.recovery_case(infra, conn, plan.runs))
+        if "sources" in cases:
+            add(await sources.sources_case(infra, conn, plan.records, plan.runs))
     finally:
         await conn.close()
     return results, skipped
