@@ -14,7 +14,7 @@ from app.ingestion.reports import render_html
 from app.ingestion.schemas import DailyReport
 from examples.sources import generate
 from tests.helpers import bearer
-from tests.ingestion.helpers import wait_for_file
+from tests.ingestion.helpers import metric, wait_for_file, wait_for_metric
 from tests.sources.conftest import ApplySource
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "sources"
@@ -57,6 +57,7 @@ async def test_roster_quarantines_bad_rows_with_reasons_and_lands_the_rest(
 ) -> None:
     await apply_example(apply_source, "roster")
     key = "roster/metro-pd/2026-11.csv"
+    excluded_before = metric("ingest_files_total", {"outcome": "excluded"})
     s3.put_object(Bucket=bucket, Key=key, Body=generate.roster_csv(200, bad_every=25))
     done = await wait_for_file(db, bucket, key)
     assert (done["status"], done["rows_inserted"], done["rows_rejected"]) == ("completed", 192, 8)
@@ -71,6 +72,12 @@ async def test_roster_quarantines_bad_rows_with_reasons_and_lands_the_rest(
     entries = [orjson.loads(line) for line in quarantined["Body"].read().splitlines()]
     assert [entry["line"] for entry in entries] == [26, 51, 76, 101, 126, 151, 176, 201]
     assert entries[1]["rules"] == ["rank: enum"] and entries[1]["record"]["rank"] == "Admiral"
+    # The quarantine object's own S3 event reaches the consumer, which leaves it alone.
+    await wait_for_metric("ingest_files_total", {"outcome": "excluded"}, excluded_before)
+    assert (
+        await db.fetchval("SELECT count(*) FROM file_processing_log WHERE starts_with(key, 'quarantine/')")
+        == 0
+    )
     assert await db.fetchval("SELECT count(*) FROM sources.roster WHERE active IS NOT NULL") == 192
 
     # The daily report has a section per source.
