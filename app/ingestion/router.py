@@ -119,6 +119,29 @@ async def report(_: Reader, conn: Tx, day: Annotated[date | None, Query(alias="d
 
 
 SourceName = Annotated[str, Path(pattern=NAME_PATTERN, description="the source's name")]
+# The two routes read their body themselves (a file's bytes; a JSON array loaded as a file would be), so
+# the OpenAPI document (and Swagger UI's "Try it out") is told what it may be.
+_RECORDS_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"type": "array", "items": {"type": "object"}, "description": "the records"}
+            }
+        },
+    }
+}
+_SAMPLE_BODY = {
+    "requestBody": {
+        "required": False,
+        "description": "a sample file as the source reads it (gzip too); leave it out to check `key`",
+        "content": {
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            "text/csv": {"schema": {"type": "string"}},
+            "application/x-ndjson": {"schema": {"type": "string"}},
+        },
+    }
+}
 IdempotencyKey = Annotated[
     str,
     Header(
@@ -140,6 +163,7 @@ IdempotencyKey = Annotated[
     "used with another body, or that request is still running; 422: the records were rejected; 429: the "
     "tenant's max_in_flight loads are running (send it again with the same key).",
     responses=problem_responses(400, 404, 409, 413, 415, 422, 429, 503),
+    openapi_extra=_RECORDS_BODY,
 )
 async def post_records(
     _: Writer,
@@ -165,6 +189,7 @@ async def post_records(
     description="Rows accepted and rejected per rule, with the first offending line numbers; writes nothing. "
     "The body is the file's bytes as the source reads them (gzip too), up to MAX_REQUEST_BODY_BYTES.",
     responses=problem_responses(400, 404, 413, 422, 503),
+    openapi_extra=_SAMPLE_BODY,
 )
 async def validate_source(
     _: Reader,

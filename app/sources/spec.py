@@ -105,7 +105,10 @@ class Rules(_Strict):
 
 class Column(_Strict):
     name: ColumnName
-    type: str = Field(description="text, integer, bigint, numeric(p,s), boolean, date, timestamptz, jsonb")
+    type: str = Field(
+        description="text, integer, bigint, numeric(p,s), boolean, date, timestamptz, jsonb",
+        examples=["text", "numeric(18,10)", "timestamptz"],
+    )
     source: str | None = Field(
         default=None,
         alias="from",
