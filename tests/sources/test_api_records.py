@@ -178,3 +178,25 @@ async def test_validate_from_the_command_line(
     assert "score: max: 1 (lines 2)" in failed.stdout
     unknown = run_cli(["sources", "validate", "--source", "nope", str(good)], env, tmp_path)
     assert unknown.returncode == 1 and "no source named nope" in unknown.stderr
+
+
+async def test_the_files_command_shows_the_source_version_and_rejections(
+    apply_source: ApplySource,
+    client: httpx.AsyncClient,
+    tmp_path: Path,
+    service_env: dict[str, str],
+    bucket: str,
+) -> None:
+    name = source_name("scores")
+    await apply_source(scores(name, bucket))
+    posted = await client.post(
+        f"/ingestion/sources/{name}/records",
+        json=[{"id": 1, "score": 1}, {"id": 2, "score": 11}, {"id": "x"}, {"id": 4}],
+        headers={**writer(), "Idempotency-Key": "cli"},
+    )
+    assert posted.status_code == 201, posted.text
+    env = {**service_env, "SQS_CONSUMER_ENABLED": "false"}
+    listed = run_cli(["files", "--key-prefix", f"api-records/{name}/"], env, tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    line = next(line for line in listed.stdout.splitlines() if name in line)
+    assert f"\t{name}@v1[id: type=1,score: max=1]\t" in line
