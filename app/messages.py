@@ -26,6 +26,8 @@ DEAD_LETTER_REASON = (
     "dead_letter_reason"  # why the consumer dead-lettered a message (its shape, never content)
 )
 SOURCE_MESSAGE_ID = "source_message_id"  # the id the message had on the source queue
+# How many times the consumer has sent a file event again because its tenant's loads were all taken.
+THROTTLED_TIMES = "throttled_times"
 DEAD_LETTER_ATTRIBUTES = frozenset({DEAD_LETTER_REASON, SOURCE_MESSAGE_ID})
 
 # SNS's and SQS's MessageAttributes: {name: {"DataType": "String", "StringValue": value}}. The two SDKs type

@@ -14,11 +14,12 @@ from prometheus_client import Counter, Gauge
 
 from app.core.config import Settings
 from app.ingestion.dispatcher import Dispatcher, Verdict
-from app.messages import DEAD_LETTER_REASON, SOURCE_MESSAGE_ID, string_attributes
+from app.messages import DEAD_LETTER_REASON, SOURCE_MESSAGE_ID, THROTTLED_TIMES, string_attributes
 
 logger = logging.getLogger(__name__)
 
 SQS_MAX_DELAY_SECONDS = 900  # SendMessage's DelaySeconds at most
+THROTTLE_CAP_SECONDS = 60  # the longest a throttled file's message waits before it is looked at again
 SQS_MAX_BATCH = 10  # API limit for ReceiveMessage and DeleteMessageBatch
 SQS_MAX_VISIBILITY_SECONDS = 43_200  # API limit: 12 hours, counted from the receive
 VISIBILITY_LIMIT_MARGIN_SECONDS = 60  # the last extension stays this far inside SQS's 12 hours
@@ -36,6 +37,12 @@ DEAD_LETTERED = Counter("consumer_dead_lettered_total", "Messages moved to the d
 POLL_ERRORS = Counter("consumer_poll_errors_total", "Failed ReceiveMessage calls")
 CRASHES = Counter("consumer_restarts_total", "Times the consumer loop crashed and was restarted")
 IN_FLIGHT = Gauge("consumer_in_flight", "Messages being handled now")
+
+
+def throttle_delay(times: int, wait: float) -> int:
+    """When a throttled file's message comes back: the ingestor's wait the first time, doubled with each
+    re-send up to THROTTLE_CAP_SECONDS, so a tenant's long backlog does not churn the queue."""
+    return int(min(THROTTLE_CAP_SECONDS, wait * 2 ** max(times - 1, 0)))
 
 
 def backoff_seconds(receive_count: int, base: float, cap: float) -> int:
@@ -228,7 +235,7 @@ class Consumer:
         elif verdict.action == "delay":
             await self._final_visibility(message, int(verdict.delay_seconds) + 1)
         elif verdict.action == "requeue":
-            await self._requeue(message, int(verdict.delay_seconds) + 1)
+            await self._requeue(message, verdict.delay_seconds + 1)
         elif verdict.action == "retry":
             RETRIED.inc()
             if not self._outage_streak:
@@ -305,30 +312,37 @@ class Consumer:
             # The message then reappears when its current timeout ends: later than wished, never lost.
             logger.warning("visibility change failed", extra={"error_type": type(exc).__name__})
 
-    async def _requeue(self, message: dict[str, Any], delay_seconds: int) -> None:
-        """The message again, as a new one due in `delay_seconds` (its receive count starts over), and the
-        old one deleted; sent before deleted, so a crash in between leaves a duplicate, never a loss (the
-        processing log makes the duplicate a no-op)."""
+    async def _requeue(self, message: dict[str, Any], wait: float) -> None:
+        """The message again, as a new one (its receive count starts over) due after `throttle_delay`, and
+        the old one deleted; sent before deleted, so a crash in between leaves a duplicate, never a loss
+        (the processing log makes the duplicate a no-op)."""
+        received = message.get("MessageAttributes", {})
         attributes = {
             name: {
                 key: value
                 for key, value in attribute.items()
                 if key in ("DataType", "StringValue", "BinaryValue")
             }
-            for name, attribute in message.get("MessageAttributes", {}).items()
+            for name, attribute in received.items()
         }
+        try:
+            times = int(received.get(THROTTLED_TIMES, {}).get("StringValue", "0")) + 1
+        except ValueError:
+            times = 1
+        attributes[THROTTLED_TIMES] = {"DataType": "Number", "StringValue": str(times)}
+        delay = throttle_delay(times, wait)
         try:
             await self._sqs.send_message(
                 QueueUrl=self._queue_url,
                 MessageBody=message.get("Body", ""),
-                DelaySeconds=min(delay_seconds, SQS_MAX_DELAY_SECONDS),
-                **({"MessageAttributes": attributes} if attributes else {}),
+                DelaySeconds=min(delay, SQS_MAX_DELAY_SECONDS),
+                MessageAttributes=attributes,
             )
         except (ClientError, BotoCoreError) as exc:
             logger.warning(
                 "requeue failed; the message returns instead", extra={"error_type": type(exc).__name__}
             )
-            await self._final_visibility(message, delay_seconds)
+            await self._final_visibility(message, delay)
             return
         self._deletes.put_nowait(message["ReceiptHandle"])
 

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from app.ingestion.consumer import throttle_delay
 from devtools.bootstrap import bootstrap_aws
 from tests.aws import AWS_REGION
 from tests.helpers import eventually
@@ -134,3 +135,7 @@ async def test_a_tenant_loads_at_most_its_limit_across_two_processes_and_others_
 
 async def statuses_are(db: asyncpg.Connection, bucket: str, prefix: str, expected: list[str]) -> bool:
     return await statuses(db, bucket, prefix) == expected
+
+
+def test_a_throttled_file_waits_longer_each_time_up_to_a_minute() -> None:
+    assert [throttle_delay(times, 3.0) for times in (1, 2, 3, 4, 5, 6, 50)] == [3, 6, 12, 24, 48, 60, 60]
