@@ -1,16 +1,19 @@
-"""A tenant's `max_in_flight`, enforced in PostgreSQL across replicas: with two service processes on one
-queue, at most that many of the tenant's files load at once, another tenant's files keep flowing, and a
-throttled file waits (as a fresh message, so the waits never count toward the dead-letter queue) and is
-never failed for it."""
+"""A tenant's `max_in_flight`, enforced in PostgreSQL across replicas (the events example: 2): with two
+service processes on one queue, at most that many of the tenant's files load at once, another tenant's
+files keep flowing, and a throttled file waits (as a fresh message, so the waits never count toward the
+dead-letter queue) and is never failed for it."""
 
 import secrets
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
+import yaml
 
 from app.ingestion.consumer import throttle_delay
 from devtools.bootstrap import bootstrap_aws
+from examples.sources import generate
 from tests.aws import AWS_REGION
 from tests.helpers import eventually
 from tests.reliability.helpers import service_env_of
@@ -18,19 +21,25 @@ from tests.reliability.test_processes import Spawn
 from tests.sources.conftest import admin, source_name
 
 FILES = 5
-LIMIT = 2
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "sources"
 
 
-def source(name: str, tenant: str, bucket: str, limit: int | None) -> dict[str, Any]:
+def events_example(name: str, bucket: str) -> dict[str, Any]:
+    """examples/sources/events.yaml (tenant shop-analytics, max_in_flight 2) under a name and bucket of
+    this test's own."""
+    spec: dict[str, Any] = yaml.safe_load((EXAMPLES / "events.yaml").read_text())
+    return {**spec, "name": name, "bucket": bucket, "prefix": f"{name}/"}
+
+
+def calm_source(name: str, bucket: str) -> dict[str, Any]:
     return {
         "name": name,
-        "tenant": tenant,
+        "tenant": "calm-tenant",
         "bucket": bucket,
         "prefix": f"{name}/",
         "format": "jsonl",
         "columns": [{"name": "n", "type": "integer", "from": "/n", "required": True}],
         "key": ["n"],
-        "max_in_flight": limit,
     }
 
 
@@ -61,8 +70,11 @@ async def test_a_tenant_loads_at_most_its_limit_across_two_processes_and_others_
         ),
         "SQS_WAIT_TIME_SECONDS": "1",
     }
-    busy, calm = source_name("busy"), source_name("calm")
-    for spec in (source(busy, "busy-tenant", name, LIMIT), source(calm, "calm-tenant", name, None)):
+    busy, calm = source_name("events"), source_name("calm")
+    busy_spec = events_example(busy, name)
+    limit = busy_spec["max_in_flight"]
+    assert limit == 2
+    for spec in (busy_spec, calm_source(calm, name)):
         response = await client.put(f"/ingestion/sources/{spec['name']}", json=spec, headers=admin())
         assert response.status_code == 200, response.text
     replicas = [spawn_service(service_env_of(env)) for _ in range(2)]
@@ -76,13 +88,14 @@ async def test_a_tenant_loads_at_most_its_limit_across_two_processes_and_others_
     await holder.execute(f'LOCK TABLE sources."{busy}" IN EXCLUSIVE MODE')
     try:
         for number in range(FILES):
-            s3.put_object(Bucket=name, Key=f"{busy}/{number}.jsonl", Body=f'{{"n": {number}}}\n'.encode())
+            body = generate.events_jsonl(10, first=number * 10)
+            s3.put_object(Bucket=name, Key=f"{busy}/{number}.jsonl", Body=body)
 
         async def limit_reached() -> list[str] | None:
             found = await statuses(db, name, f"{busy}/")
-            return found if len(found) == FILES and found.count("processing") == LIMIT else None
+            return found if len(found) == FILES and found.count("processing") == limit else None
 
-        await eventually(limit_reached, message=f"{LIMIT} of the busy tenant's files loading")
+        await eventually(limit_reached, message=f"{limit} of the busy tenant's files loading")
         s3.put_object(Bucket=name, Key=f"{calm}/0.jsonl", Body=b'{"n": 1}\n')
         await eventually(
             lambda: statuses_are(db, name, f"{calm}/", ["completed"]), message="the calm tenant's file loaded"
@@ -108,7 +121,7 @@ async def test_a_tenant_loads_at_most_its_limit_across_two_processes_and_others_
             ),
             message="a throttled file's message requeued with a delay",
         )
-        assert (await statuses(db, name, f"{busy}/")).count("processing") == LIMIT
+        assert (await statuses(db, name, f"{busy}/")).count("processing") == limit
     finally:
         await hold.rollback()
         await holder.close()
@@ -118,7 +131,7 @@ async def test_a_tenant_loads_at_most_its_limit_across_two_processes_and_others_
         timeout=60,
         message="every throttled file loaded",
     )
-    assert await db.fetchval(f'SELECT count(*) FROM sources."{busy}"') == FILES
+    assert await db.fetchval(f'SELECT count(*) FROM sources."{busy}"') == FILES * 10
     dead = sqs.get_queue_attributes(
         QueueUrl=sqs.get_queue_url(QueueName=f"{name}-dlq")["QueueUrl"],
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
