@@ -300,7 +300,8 @@ class CompiledSource:
         nulls = self.nulls
         for column in self.columns:
             raw = column.get(record)
-            if raw is None or (column.from_text and raw in nulls):
+            # (Records posted to a CSV source are JSON: a value there may be a list or an object.)
+            if raw is None or (column.from_text and isinstance(raw, str) and raw in nulls):
                 value = column.default
                 if value is None:
                     if column.required:

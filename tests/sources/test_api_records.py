@@ -101,6 +101,12 @@ async def test_bad_record_requests_are_refused_clearly(
         url, content=b"id\n1\n", headers={**writer(), "Idempotency-Key": "k3", "Content-Type": "text/csv"}
     )
     assert not_json.status_code == 415
+    # A CSV source takes JSON records too; a value JSON can hold but a column cannot is that row's problem.
+    nested = await client.post(
+        url, json=[{"id": {"a": 1}, "score": [1]}, {"id": 2}], headers={**writer(), "Idempotency-Key": "k5"}
+    )
+    assert nested.status_code == 201, nested.text
+    assert nested.json()["rejected_by_rule"] == {"id: type": 1, "score: type": 1}
     broken = await client.post(
         url, content=b"[{", headers={**writer(), "Idempotency-Key": "k4", "Content-Type": "application/json"}
     )
