@@ -296,6 +296,32 @@ async def floor_a(conn: asyncpg.Connection, rows: list[Row], key: str, size: int
     return seconds
 
 
+FLOOR_C_TABLE = "floor_c_processed_data"
+# processed_data's shape (columns, defaults, identity, CHECKs) without its indexes and unique constraint.
+CREATE_FLOOR_C = (
+    f"CREATE TABLE IF NOT EXISTS {FLOOR_C_TABLE} "
+    "(LIKE processed_data INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING CONSTRAINTS)"
+)
+
+
+async def floor_c(conn: asyncpg.Connection, rows: list[Row], key: str) -> float:
+    """Floor C (issue 18): the landing ceiling. Binary COPY of the same rows, with their file id, bucket and
+    key, straight into a table of processed_data's shape with no index, in one transaction: the seconds
+    from BEGIN to COMMIT. No deduplication at all: what any exactly-once design pays on top shows as
+    the gap."""
+    await conn.execute(CREATE_FLOOR_C)
+    await conn.execute(f"TRUNCATE {FLOOR_C_TABLE}")
+    await conn.execute("CHECKPOINT")
+    started = time.perf_counter()
+    async with conn.transaction():
+        await conn.copy_records_to_table(
+            FLOOR_C_TABLE,
+            records=((0, LOCAL_BUCKET, key, index, row_hash, data) for index, row_hash, data in rows),
+            columns=["file_id", "bucket", "key", "record_index", "row_hash", "data"],
+        )
+    return time.perf_counter() - started
+
+
 async def insert_per_record(conn: asyncpg.Connection, rows: list[Row], key: str, size: int) -> float:
     """The naive design: one INSERT ... ON CONFLICT DO NOTHING per record (a prepared statement, one
     round trip each), in the file's one transaction."""
@@ -363,6 +389,18 @@ async def database_cases(
                 seconds,
                 note="COPY + INSERT ... ON CONFLICT of precomputed rows: database work only",
                 details={"seconds": seconds, "cpu_postgres_seconds": postgres_cpu},
+            )
+        )
+        landing = [await floor_c(conn, rows, f"{KEY_PREFIX}/floor-c/{fmt.name}/{n}") for n in range(runs)]
+        results.append(
+            _loaded(
+                f"floor C {fmt.name}",
+                len(rows),
+                size,
+                landing,
+                floor=f"ingest/floor A {fmt.name}",
+                note="binary COPY of the same rows into processed_data's shape with no index: the landing "
+                "ceiling (issue 18)",
             )
         )
         if fmt.name != "jsonl":
