@@ -360,6 +360,9 @@ async def _sources(args: argparse.Namespace) -> int:
     except SourceError as exc:
         print(exc, file=sys.stderr)
         return EXIT_FAILURE
+    except service.SourceBusy as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_TRANSIENT
     except _PlanOnly:
         pass
     finally:

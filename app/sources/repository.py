@@ -201,7 +201,12 @@ def drop_not_null_sql(name: str, column: str) -> str:
     return f"ALTER TABLE {table(name)} ALTER COLUMN {_ident(column)} DROP NOT NULL"
 
 
-async def execute_ddl(conn: Connection, statements: Iterable[str]) -> None:
+async def execute_ddl(conn: Connection, statements: list[str], *, lock_timeout_seconds: float) -> None:
+    """Run the statements in the caller's transaction, each waiting at most `lock_timeout_seconds` for a
+    lock (asyncpg.LockNotAvailableError beyond)."""
+    if not statements:
+        return
+    await conn.execute(f"SET LOCAL lock_timeout = '{int(lock_timeout_seconds * 1000)}ms'")
     for statement in statements:
         await conn.execute(statement)
 

@@ -6,21 +6,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import asyncpg
 import yaml
 from pydantic import ValidationError
 
 from app.core.db import Connection
+from app.core.errors import ServiceUnavailable
 from app.sources import repository
 from app.sources.repository import SYSTEM_COLUMNS, TableColumn
 from app.sources.spec import ColumnType, SourceSpec
 from app.sources.values import SourceError, compile_source
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
+DDL_LOCK_TIMEOUT_SECONDS = 10.0
 MAX_SPEC_BYTES = 256 * 1024
 _POSTGRES_SPELLING = {"timestamp with time zone": "timestamptz"}
 _SYSTEM = {name for name, _ in SYSTEM_COLUMNS}
 
 Action = Literal["created", "changed", "unchanged"]
+
+
+class SourceBusy(ServiceUnavailable):
+    """A change to a source's table waited too long for the loads holding it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +136,15 @@ async def apply(conn: Connection, spec: SourceSpec, *, default_bucket: str) -> A
             ddl = repository.create_table_sql(spec)
         else:
             ddl = table_changes(spec, existing, await repository.primary_key(conn, spec.name))
-        await repository.execute_ddl(conn, ddl)
+        try:
+            # An ALTER waits for the loads that hold the table, and every load after it would queue
+            # behind it: give up soon instead, and say so.
+            await repository.execute_ddl(conn, ddl, lock_timeout_seconds=DDL_LOCK_TIMEOUT_SECONDS)
+        except asyncpg.LockNotAvailableError:
+            raise SourceBusy(
+                f"sources.{spec.name} is busy (a file of it is loading): nothing was changed; apply the "
+                "source again when the load has finished."
+            ) from None
         version = await repository.latest_version(conn, spec.name) + 1
         await repository.save(conn, spec, version)
     return Applied(spec.name, version, "created" if current is None else "changed", ddl)

@@ -1,13 +1,16 @@
 """Applying sources: a typed table created, compatible changes applied to it, incompatible ones refused
 with what to do instead; idempotent; through the API (ingestion:admin) and `python -m app sources apply`."""
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 import yaml
 
+from app.sources import service
 from tests.helpers import bearer, run_cli
 from tests.sources.conftest import ApplySource, admin, source_name
 
@@ -199,3 +202,33 @@ async def test_the_cli_applies_a_folder_all_or_nothing_and_prints_the_plan(
     (folder / "a.yaml").write_text("name: [unclosed")
     broken = run_cli(["sources", "apply", str(folder / "a.yaml")], service_env, tmp_path)
     assert broken.returncode == 1 and "a.yaml: not valid YAML or JSON" in broken.stderr
+
+
+async def test_a_change_waits_briefly_for_a_loading_file_then_says_it_is_busy(
+    apply_source: ApplySource,
+    client: httpx.AsyncClient,
+    db: asyncpg.Connection,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    name = source_name("things")
+    await apply_source(things(name))
+    monkeypatch.setattr(service, "DDL_LOCK_TIMEOUT_SECONDS", 0.5)
+    widened = things(name, columns=[*things(name)["columns"], {"name": "note", "type": "text"}])
+    # A load in flight: its transaction has written to the table and holds it until it commits.
+    loading = await asyncpg.connect(str(settings.database_url))
+    try:
+        async with loading.transaction():
+            await loading.execute(
+                f'INSERT INTO sources."{name}" VALUES (1, 1, now(), $1, now(), 7, $2, 1.5)', "h", "x"
+            )
+            async with asyncio.timeout(10):  # without a lock timeout the change would wait for ever
+                busy = await client.put(f"/ingestion/sources/{name}", json=widened, headers=admin())
+            assert busy.status_code == 503, busy.text
+            assert "is busy (a file of it is loading)" in busy.json()["detail"]
+            assert "retry-after" in busy.headers
+        # Nothing was changed meanwhile, and once the load has committed the change goes through.
+        assert "note" not in await columns(db, name)
+        assert (await apply_source(widened))["action"] == "changed"
+    finally:
+        await loading.close()
