@@ -312,7 +312,7 @@ async def _ingest_s3(args: argparse.Namespace, bucket: str, key: str) -> int:
 
     async with _resources() as resources:
         if args.dry_run:
-            response = await resources.sources.client_for(bucket).get_object(Bucket=bucket, Key=key)
+            response = await resources.bucket_clients.client_for(bucket).get_object(Bucket=bucket, Key=key)
             async with response["Body"] as _:
                 try:
                     return _print_dry_run(await dry_run(response["Body"], key, resources.settings))

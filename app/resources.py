@@ -64,7 +64,7 @@ class Resources:
     settings: Settings
     db: Database
     aws: AwsClients
-    sources: S3ClientsByBucket  # the S3 client each bucket is read with (S3_BUCKET_ROLES)
+    bucket_clients: S3ClientsByBucket  # the S3 client each bucket is read with (S3_BUCKET_ROLES)
     http: httpx.AsyncClient  # outbound HTTP: SNS certificates and subscription confirmations
     token_verifier: TokenVerifier
     json_budget: ByteBudget
@@ -87,16 +87,16 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         database = await open_database(settings)
         stack.push_async_callback(database.close)
         clients = await aws.open_clients(settings, stack)
-        sources = await aws.open_source_clients(settings, clients, stack)
+        bucket_clients = await aws.open_bucket_clients(settings, clients, stack)
         # Never follows redirects, so a trusted URL cannot bounce the service to an untrusted one.
         http = await stack.enter_async_context(
             httpx.AsyncClient(timeout=OUTBOUND_HTTP_TIMEOUT_SECONDS, follow_redirects=False)
         )
-        ingestor = Ingestor(database, sources.client_for, settings, own_bucket=settings.s3_bucket_name)
+        ingestor = Ingestor(database, bucket_clients.client_for, settings, own_bucket=settings.s3_bucket_name)
         loads = BackgroundLoads(ingestor, settings.ingest_max_api_loads)
         stack.push_async_callback(loads.stop)
         dispatcher = Dispatcher(ingestor, clients.s3, settings.s3_bucket_name)
-        reconciler = Reconciler(database, ingestor, sources.client_for, settings)
+        reconciler = Reconciler(database, ingestor, bucket_clients.client_for, settings)
         jobs = Jobs(
             consumer=Consumer(clients.sqs, dispatcher, settings) if settings.sqs_consumer_enabled else None,
             reconcile=(
@@ -119,7 +119,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             settings=settings,
             db=database,
             aws=clients,
-            sources=sources,
+            bucket_clients=bucket_clients,
             http=http,
             token_verifier=TokenVerifier(settings),
             json_budget=ByteBudget(settings.json_budget_bytes),

@@ -91,7 +91,7 @@ async def open_clients(settings: Settings, stack: AsyncExitStack) -> AwsClients:
     )
 
 
-async def open_source_clients(
+async def open_bucket_clients(
     settings: Settings, clients: AwsClients, stack: AsyncExitStack
 ) -> S3ClientsByBucket:
     """The S3 client to read each bucket with: S3_BUCKET_ROLES buckets through their role, others aws.s3."""
