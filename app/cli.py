@@ -377,33 +377,39 @@ async def _sources(args: argparse.Namespace) -> int:
 
 
 async def _validate_source(args: argparse.Namespace) -> int:
+    from app.core.errors import DomainError
+    from app.files.keys import key_rule_broken
     from app.ingestion.dry_run import SourceCheck, check_source_file
-    from app.ingestion.envelopes import ObjectRef
-    from app.ingestion.outcomes import PermanentFailure
+    from app.ingestion.operations import check_object
     from app.sources import repository
     from app.sources.values import compile_source
 
     target: str = args.file
+    bucket, _, key = target.removeprefix("s3://").partition("/")
+    if target.startswith("s3://") and (not bucket or not key or key_rule_broken(key)):
+        print(f"expected s3://bucket/key: {key_rule_broken(key) or 'bucket or key missing'}", file=sys.stderr)
+        return EXIT_CONFIG
     async with _resources() as resources:
         async with resources.db.acquire() as conn:
             stored = await repository.get(conn, args.source)
         if stored is None:
             print(f"no source named {args.source}", file=sys.stderr)
             return EXIT_FAILURE
-        compiled = compile_source(stored.spec)
         check: SourceCheck
         if target.startswith("s3://"):
-            bucket, _, key = target.removeprefix("s3://").partition("/")
             try:
-                opened = await resources.ingestor.source.open(ObjectRef(bucket, key, None, None, None))
-            except PermanentFailure as exc:
-                print(f"{exc.code}: {exc.message}", file=sys.stderr)
+                check = await check_object(resources.ingestor, stored, bucket, key, resources.settings)
+            except DomainError as exc:
+                print(exc.detail, file=sys.stderr)
                 return EXIT_FAILURE
-            async with opened.body:
-                check = await check_source_file(opened.body, compiled, stored.version, resources.settings)
         else:
-            local = _LocalFile(Path(target))
             try:
+                local = _LocalFile(Path(target))
+            except OSError as exc:
+                print(f"cannot read {target}: {exc.strerror}", file=sys.stderr)
+                return EXIT_CONFIG
+            try:
+                compiled = compile_source(stored.spec)
                 check = await check_source_file(local, compiled, stored.version, resources.settings)
             finally:
                 local.close()

@@ -251,11 +251,10 @@ async def validate_sample(
     """Check a sample (the request's body) or an object of the source (`key`) against the source: rows
     accepted and rejected per rule; writes nothing."""
     stored = await source_in_force(db, name)
-    compiled = compile_source(stored.spec)
     if key is None:
         if not sample:
             raise DomainError("Send a sample file in the body, or name one of the source's objects in `key`.")
-        return await check_source_file(_Sample(sample), compiled, stored.version, settings)
+        return await check_source_file(_Sample(sample), compile_source(stored.spec), stored.version, settings)
     validate_key(key, "query")
     if not stored.spec.matches(key):
         raise InvalidKey(
@@ -264,7 +263,14 @@ async def validate_sample(
             field="key",
             location="query",
         )
-    bucket = stored.spec.bucket or ""
+    return await check_object(ingestor, stored, stored.spec.bucket or "", key, settings)
+
+
+async def check_object(
+    ingestor: Ingestor, stored: StoredSource, bucket: str, key: str, settings: IngestSettings
+) -> SourceCheck:
+    """A dry run of one S3 object against the source, read as ingestion reads it (the bucket's client,
+    the file limits). NotFound, or CannotRead with S3's reason."""
     try:
         opened = await ingestor.source.open(ObjectRef(bucket, key, None, None, None))
     except PermanentFailure as exc:
@@ -272,7 +278,7 @@ async def validate_sample(
             raise NotFound(f"No object at key '{key}'.") from None
         raise CannotRead(f"{exc.code}: {exc.message}") from None
     async with opened.body:
-        return await check_source_file(opened.body, compiled, stored.version, settings)
+        return await check_source_file(opened.body, compile_source(stored.spec), stored.version, settings)
 
 
 class CannotRead(DomainError):

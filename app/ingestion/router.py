@@ -24,7 +24,7 @@ from app.ingestion.schemas import (
     RuleCountRead,
     SourceCheckRead,
 )
-from app.sources.spec import NAME_PATTERN
+from app.sources.router import SourceName
 
 router = APIRouter(prefix="/ingestion", tags=["ingestion"], responses=problem_responses(401, 403))
 
@@ -118,7 +118,6 @@ async def report(_: Reader, conn: Tx, day: Annotated[date | None, Query(alias="d
     return await repository.daily_report(conn, day or datetime.now(UTC).date())
 
 
-SourceName = Annotated[str, Path(pattern=NAME_PATTERN, description="the source's name")]
 # The two routes read their body themselves (a file's bytes; a JSON array loaded as a file would be), so
 # the OpenAPI document (and Swagger UI's "Try it out") is told what it may be.
 _RECORDS_BODY = {
@@ -174,8 +173,11 @@ async def post_records(
     response: Response,
     db: Db,
     ingestor: IngestorDep,
+    loads: Loads,
 ) -> FileRow:
-    row, loaded_now = await operations.post_records(db, ingestor, name, idempotency_key, await request.body())
+    body = await request.body()
+    with loads.place():  # a load in this request: one of the replica's INGEST_MAX_API_LOADS, or 429
+        row, loaded_now = await operations.post_records(db, ingestor, name, idempotency_key, body)
     if not loaded_now:
         response.status_code = 200
     return row
@@ -188,7 +190,7 @@ async def post_records(
     summary="Dry-run a sample (the body) or one of the source's objects (`key`) against the source",
     description="Rows accepted and rejected per rule, with the first offending line numbers; writes nothing. "
     "The body is the file's bytes as the source reads them (gzip too), up to MAX_REQUEST_BODY_BYTES.",
-    responses=problem_responses(400, 404, 413, 422, 503),
+    responses=problem_responses(400, 404, 413, 422, 429, 503),
     openapi_extra=_SAMPLE_BODY,
 )
 async def validate_source(
@@ -197,11 +199,15 @@ async def validate_source(
     request: Request,
     db: Db,
     ingestor: IngestorDep,
+    loads: Loads,
     settings: AppSettings,
     key: Annotated[str | None, Query(min_length=1, max_length=1024)] = None,
 ) -> SourceCheckRead:
     sample = await request.body()
-    check = await operations.validate_sample(db, ingestor, settings, name, sample=sample, key=key)
+    # Reading a whole object (up to INGEST_MAX_FILE_BYTES) takes a load's place: at most
+    # INGEST_MAX_API_LOADS at once on this replica, 429 beyond.
+    with loads.place():
+        check = await operations.validate_sample(db, ingestor, settings, name, sample=sample, key=key)
     return SourceCheckRead(
         source=check.source,
         version=check.version,

@@ -3,7 +3,7 @@ staging table and the set-based statements that land a file's rows), and the fil
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import orjson
@@ -31,7 +31,7 @@ STAGED = ("_file_id", "_line", "_object_modified", "_row_hash")
 class StoredSource:
     spec: SourceSpec
     version: int
-    updated_at: Any = None
+    updated_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

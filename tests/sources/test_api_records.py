@@ -184,6 +184,13 @@ async def test_validate_from_the_command_line(
     assert "score: max: 1 (lines 2)" in failed.stdout
     unknown = run_cli(["sources", "validate", "--source", "nope", str(good)], env, tmp_path)
     assert unknown.returncode == 1 and "no source named nope" in unknown.stderr
+    # Bad input is one line and a usage exit code, not a stack trace.
+    for target, message in [
+        (str(tmp_path / "absent.csv"), "cannot read"),
+        ("s3://", "expected s3://bucket/key"),
+    ]:
+        bad = run_cli(["sources", "validate", "--source", name, target], env, tmp_path)
+        assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
 
 
 async def test_the_files_command_shows_the_source_version_and_rejections(

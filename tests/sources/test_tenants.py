@@ -15,7 +15,7 @@ from app.ingestion.consumer import throttle_delay
 from devtools.bootstrap import bootstrap_aws
 from examples.sources import generate
 from tests.aws import AWS_REGION
-from tests.helpers import eventually
+from tests.helpers import bearer, eventually
 from tests.reliability.helpers import service_env_of
 from tests.reliability.test_processes import Spawn
 from tests.sources.conftest import admin, source_name
@@ -152,3 +152,47 @@ async def statuses_are(db: asyncpg.Connection, bucket: str, prefix: str, expecte
 
 def test_a_throttled_file_waits_longer_each_time_up_to_a_minute() -> None:
     assert [throttle_delay(times, 3.0) for times in (1, 2, 3, 4, 5, 6, 50)] == [3, 6, 12, 24, 48, 60, 60]
+
+
+async def test_a_throttled_api_load_waits_in_its_place_and_posted_records_get_429(
+    s3: Any, db: asyncpg.Connection, client: httpx.AsyncClient, settings: Any
+) -> None:
+    bucket = f"tenant-api-{secrets.token_hex(4)}"
+    s3.create_bucket(Bucket=bucket)
+    name, tenant = source_name("calm"), f"t-{secrets.token_hex(4)}"
+    spec = {**calm_source(name, bucket), "tenant": tenant, "max_in_flight": 1}
+    assert (await client.put(f"/ingestion/sources/{name}", json=spec, headers=admin())).status_code == 200
+    s3.put_object(Bucket=bucket, Key=f"{name}/a.jsonl", Body=b'{"n": 1}\n')
+    writer = bearer(["ingestion:write"])
+
+    # Another replica's load holds the tenant's only slot.
+    holder = await asyncpg.connect(str(settings.database_url))
+    try:
+        await holder.execute("SELECT pg_advisory_lock(hashtext('tenant:' || $1), 0)", tenant)
+        started = await client.post(
+            "/ingestion/files", json={"bucket": bucket, "key": f"{name}/a.jsonl"}, headers=writer
+        )
+        assert started.status_code == 202 and started.json()["status"] == "accepted"
+        file_id = started.json()["file_id"]
+        await eventually(
+            lambda: db.fetchval("SELECT status = 'pending' FROM file_processing_log WHERE id = $1", file_id),
+            message="the throttled file given back",
+        )
+        posted = await client.post(
+            f"/ingestion/sources/{name}/records", json=[{"n": 2}], headers={**writer, "Idempotency-Key": "t1"}
+        )
+        assert posted.status_code == 429 and "retry-after" in posted.headers
+    finally:
+        await holder.close()  # the slot is free once its session ends
+
+    # The API's load tries again by itself; the records are loaded when sent again with the same key.
+    await eventually(
+        lambda: db.fetchval("SELECT status = 'completed' FROM file_processing_log WHERE id = $1", file_id),
+        message="the API load finished once the slot was free",
+    )
+    again = await client.post(
+        f"/ingestion/sources/{name}/records", json=[{"n": 2}], headers={**writer, "Idempotency-Key": "t1"}
+    )
+    assert again.status_code == 201, again.text
+    assert await db.fetchval(f'SELECT array_agg(n ORDER BY n) FROM sources."{name}"') == [1, 2]
+    assert await db.fetchval("SELECT attempts FROM file_processing_log WHERE id = $1", file_id) == 1
