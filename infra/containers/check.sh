@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Offline checks of the container and pipeline assets (SPEC 9): Dockerfile, docker-compose.yml and its
 # LocalStack init hook, .gitlab-ci.yml, .github/workflows/*.yml, Jenkinsfile, every YAML and shell file,
-# and the shell embedded in the Jenkinsfile and .gitlab-ci.yml.
+# and the shell embedded in the Jenkinsfile and .gitlab-ci.yml; and that the pipelines work with the
+# original service's credential and variable names (jenkins-credentials, gitlab-variables).
 #
 #   infra/containers/check.sh [REPO_ROOT]      (or CONTAINERS_CHECK_ROOT=...; default: this checkout)
 #
@@ -19,7 +20,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "${1:-${CONTAINERS_CHECK_ROOT:-${here}/../..}}" && pwd)"
 groovy_lint="${NPM_GROOVY_LINT:-${here}/node_modules/.bin/npm-groovy-lint}"
 all_checks=(hadolint checkov compose-schema compose-policy gitlab-ci-schema github-workflow-schema yamllint
-    shellcheck embedded-shell groovy-lint)
+    shellcheck embedded-shell groovy-lint jenkins-credentials gitlab-variables)
 read -r -a checks <<<"${CONTAINERS_CHECKS:-${all_checks[*]}}"
 
 cd "${root}"
@@ -150,6 +151,28 @@ check_embedded_shell() {
     return "${status}"
 }
 
+# The Python of the tools' virtualenv (PyYAML comes with yamllint), else python3.
+tools_python() {
+    local python
+    python="$(dirname "$(command -v yamllint 2>/dev/null || echo /nonexistent/yamllint)")/python3"
+    [[ -x "${python}" ]] || python=python3
+    echo "${python}"
+}
+
+# The Jenkinsfile's AWS identity defaults to the original's credential id, aws-credentials
+# (infra/containers/jenkins_credentials.py).
+check_jenkins_credentials() {
+    "$(tools_python)" "${here}/jenkins_credentials.py" "${root}"
+}
+
+# The GitLab build and deploy jobs run with only the original's AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+# AWS_REGION and ECR_REGISTRY (or OIDC), against fake aws/helm/kubectl/curl/kaniko that answer with the
+# names Terraform gives; without ECR_REGISTRY they fail naming it (infra/containers/gitlab_jobs.py).
+check_gitlab_variables() {
+    need yamllint || return 1
+    "$(tools_python)" "${here}/gitlab_jobs.py" "${root}"
+}
+
 check_groovy_lint() {
     need java node || return 1
     if [[ ! -x "${groovy_lint}" ]]; then
@@ -173,6 +196,8 @@ for check in "${checks[@]}"; do
         shellcheck) run shellcheck check_shellcheck ;;
         embedded-shell) run embedded-shell check_embedded_shell ;;
         groovy-lint) run groovy-lint check_groovy_lint ;;
+        jenkins-credentials) run jenkins-credentials check_jenkins_credentials ;;
+        gitlab-variables) run gitlab-variables check_gitlab_variables ;;
         *)
             echo "unknown check: ${check} (known: ${all_checks[*]})" >&2
             exit 2

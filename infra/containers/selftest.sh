@@ -7,9 +7,10 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "${here}/../.." && pwd)"
 check="${here}/check.sh"
+# terraform/ and the chart: the GitLab jobs' defaults are Terraform's names (gitlab-variables).
 files=(
     Dockerfile .dockerignore docker-compose.yml deploy/localstack/init-aws.sh Jenkinsfile .gitlab-ci.yml
-    .github/workflows/ci.yml .yamllint.yaml .ci/run
+    .github/workflows/ci.yml .yamllint.yaml .ci/run terraform helm/aws-s3-service
 )
 
 work="$(mktemp -d)"
@@ -148,6 +149,25 @@ fresh
 # shellcheck disable=SC2016 # as above
 mutate .gitlab-ci.yml '^    - make lint$' '    - make lint $LINT_ARGS'
 expect_failure gitlab-script-unquoted-variable "embedded-shell"
+
+fresh
+mutate Jenkinsfile "defaultValue: 'aws-credentials'" "defaultValue: 'aws-s3-service-aws-{env}'"
+expect_failure jenkins-aws-credentials-default "jenkins-credentials"
+
+fresh
+# shellcheck disable=SC2016 # a literal ${params.ENV}: Groovy, in the broken copy
+mutate Jenkinsfile 'aws\(credentialsId: awsCredentialsId\(\),' 'aws(credentialsId: "aws-s3-service-aws-${params.ENV}",'
+expect_failure jenkins-aws-credentials-hard-wired "jenkins-credentials"
+
+fresh
+# shellcheck disable=SC2016 # literal $: a deploy job that requires GATEWAY_URL again
+mutate .gitlab-ci.yml '^(\.deploy:\n(?:  .*\n)*?  script:\n)' '\1    - test -n "${GATEWAY_URL:-}" || { echo "GATEWAY_URL is not set"; exit 1; }\n'
+expect_failure gitlab-deploy-requires-gateway-url "gitlab-variables"
+
+fresh
+# shellcheck disable=SC2016 # literal ${var.name}: Terraform renames the queue the deploy job looks up
+mutate terraform/modules/messaging/main.tf '"\$\{var\.name\}-ingest"' '"${var.name}-files"'
+expect_failure terraform-queue-renamed "gitlab-variables"
 
 if ((failures > 0)); then
     echo "containers selftest: ${failures} failure(s)"

@@ -1,10 +1,15 @@
 """Assertions on a rendered aws-s3-service chart (infra/helm/check.sh).
 
-    python assert_rendered.py RENDER_DIR --istio on|off -f values.yaml -f values-prod.yaml -f overrides.yaml
+    python assert_rendered.py RENDER_DIR --istio on|off -f values.yaml -f values-prod.yaml -f overrides.yaml \
+        [--set image.tag=abc123] [--release aws-s3-service] [--expect original-defaults|original-readme]
 
 RENDER_DIR is what `helmtool.py template` wrote (k8s/ and istio/). The values files, merged here in order
-the simple way (maps deeply, later files winning), say what the render should contain: the Deployment's
-resources, the HPA's bounds, the IRSA role, the Secret wiring, the sources the migration Job applies.
+the simple way (maps deeply, later files winning), then --set (parsed as helm does), say what the render
+should contain: the Deployment's resources, the image, the HPA's bounds, the IRSA role, the Secret wiring,
+the sources the migration Job applies, the Istio VirtualService timeout/retries, DestinationRule pool and
+Gateway servers. --release is the release name the render used: the pods' app.kubernetes.io/name label
+stays the chart's name whatever it is. --expect also checks, hard-coded here, the numbers of the service
+this chart replaces: its defaults (the defaults render must equal them) or its README's Istio overrides.
 Everything else is read back from the rendered objects themselves: probes, security context, the shutdown
 timings, the hook order, the Istio objects.
 """
@@ -26,6 +31,38 @@ TMP_DIR = "/tmp"  # noqa: S108 - the container path that must be writable, not a
 SOURCES_DIR = "/etc/aws-s3-service/sources"
 MIGRATE = ["python", "-m", "app", "migrate"]
 SOURCES_APPLY = ["python", "-m", "app", "sources", "apply", SOURCES_DIR]
+CHART_NAME = "aws-s3-service"
+NAME_LABEL = "app.kubernetes.io/name"
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+
+# The service this chart replaces, hard-coded on purpose (the values files could drift with the chart):
+# its defaults, which the chart's defaults must equal (Gateway: plain HTTP on port 80), and the Istio
+# overrides its README shows (infra/helm/original-istio-values.yaml), which must mean the same here. The
+# timeout and retries are the route of the idempotent methods.
+ORIGINAL: dict[str, dict[str, Any]] = {
+    "original-defaults": {
+        "label": "the original's default",
+        "timeout": "10s",
+        "attempts": 3,
+        "retryOn": "5xx,reset,connect-failure",
+        "maxConnections": 100,
+        "http1MaxPendingRequests": 100,
+        "http2MaxRequests": 1000,
+        "gateway": [(80, "HTTP")],
+    },
+    "original-readme": {
+        "label": "the original README's override",
+        "timeout": "15s",
+        "attempts": 5,
+        "perTryTimeout": "5s",
+        "retryOn": "5xx,reset,connect-failure,retriable-4xx",
+        "maxConnections": 200,
+        "http1MaxPendingRequests": 200,
+        "http2MaxRequests": 2000,
+        "hosts": ["your-domain.example.com"],
+        "gateway": [(80, "HTTP")],
+    },
+}
 
 
 class Checker:
@@ -433,7 +470,216 @@ def check_migration(
     )
 
 
-def check_istio(c: Checker, objects: list[dict[str, Any]], deployment: dict[str, Any], istio: bool) -> None:
+def expected_fullname(values: dict[str, Any], release: str) -> str:
+    """The chart's aws-s3-service.fullname."""
+    if values.get("fullnameOverride"):
+        return str(values["fullnameOverride"])[:52].rstrip("-")
+    name = values.get("nameOverride") or CHART_NAME
+    full = release if name in release else f"{release}-{name}"
+    return full[:52].rstrip("-")
+
+
+def check_identity(
+    c: Checker,
+    objects: list[dict[str, Any]],
+    deployment: dict[str, Any],
+    values: dict[str, Any],
+    release: str,
+) -> None:
+    """`kubectl get pods -l app.kubernetes.io/name=aws-s3-service` finds the pods, running the image asked."""
+    name = values.get("nameOverride") or CHART_NAME
+    pod = deployment["spec"]["template"]
+    labels = pod["metadata"].get("labels") or {}
+    c.check(
+        labels.get(NAME_LABEL) == name,
+        f"pods must be labelled {NAME_LABEL}={name} (release {release}), found {labels.get(NAME_LABEL)!r}",
+    )
+    c.check(
+        labels.get(INSTANCE_LABEL) == release,
+        f"pods must be labelled {INSTANCE_LABEL}={release}, found {labels.get(INSTANCE_LABEL)!r}",
+    )
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    c.check(
+        selector.get(NAME_LABEL) == name and selector.items() <= labels.items(),
+        f"the Deployment's selector {selector} must select its pods by {NAME_LABEL}={name}",
+    )
+    for service in of_kind(objects, "Service"):
+        service_selector = service["spec"].get("selector") or {}
+        c.check(
+            service_selector and service_selector.items() <= labels.items(),
+            f"Service {service['metadata']['name']} selector {service_selector} must select the pods",
+        )
+    fullname = expected_fullname(values, release)
+    c.check(
+        deployment["metadata"]["name"] == fullname,
+        f"the Deployment is {deployment['metadata']['name']}, expected {fullname} (release {release})",
+    )
+
+    image = values["image"]
+    if image.get("digest"):
+        expected = f"{image['repository']}@{image['digest']}"
+    elif image.get("tag"):
+        expected = f"{image['repository']}:{image['tag']}"
+    else:
+        expected = None  # the chart's appVersion
+    containers = pod["spec"].get("containers", []) + pod["spec"].get("initContainers", [])
+    for job in of_kind(objects, "Job"):
+        job_spec = job["spec"]["template"]["spec"]
+        containers += job_spec.get("containers", []) + job_spec.get("initContainers", [])
+    for container in containers:
+        got = str(container.get("image", ""))
+        ok = got == expected if expected else got.startswith(f"{image['repository']}:")
+        c.check(
+            ok, f"container {container.get('name')} runs {got!r}, expected {expected or image['repository']}"
+        )
+
+
+def route_by_name(vs: dict[str, Any], name: str) -> dict[str, Any]:
+    return next((r for r in vs["spec"].get("http", []) if r.get("name") == name), {})
+
+
+def check_istio_values(c: Checker, istio_objects: list[dict[str, Any]], values: dict[str, Any]) -> None:
+    """The Istio objects carry the values' numbers, exactly."""
+    istio = values["istio"]
+    vs_values = istio["virtualService"]
+    gateway = istio["gateway"]
+    services = of_kind(istio_objects, "VirtualService")
+    if c.check(len(services) == 1, f"expected one VirtualService, found {len(services)}"):
+        vs = services[0]
+        c.check(
+            vs["spec"].get("hosts") == gateway["hosts"],
+            f"VirtualService hosts {vs['spec'].get('hosts')}, expected the gateway's {gateway['hosts']}",
+        )
+        names = [r.get("name") for r in vs["spec"].get("http", [])]
+        idempotent = route_by_name(vs, "idempotent")
+        default = route_by_name(vs, "default")
+        if c.check(idempotent, "VirtualService needs the route of the idempotent methods (idempotent)"):
+            methods = [m.get("method", {}).get("exact") for m in idempotent.get("match", [])]
+            c.check(
+                methods == vs_values["idempotentMethods"],
+                f"the idempotent route matches {methods}, expected {vs_values['idempotentMethods']}",
+            )
+            c.check(
+                idempotent.get("timeout") == vs_values["timeout"],
+                f"the idempotent route's timeout is {idempotent.get('timeout')!r}, expected"
+                f" istio.virtualService.timeout {vs_values['timeout']!r}",
+            )
+            c.check(
+                idempotent.get("retries") == vs_values["retries"],
+                f"the idempotent route's retries are {idempotent.get('retries')}, expected"
+                f" istio.virtualService.retries {vs_values['retries']}",
+            )
+        if c.check(default, "VirtualService needs the route of every other method (default)"):
+            c.check("match" not in default, "the default route must match every request (no match)")
+            c.check(
+                names.index("default") == len(names) - 1
+                and names.index("idempotent") < names.index("default"),
+                f"the default route must come last, after the idempotent one: {names}",
+            )
+            write = vs_values["write"]
+            c.check(
+                default.get("timeout") == write["timeout"] and default.get("retries") == write["retries"],
+                f"the default route has timeout {default.get('timeout')!r} and retries"
+                f" {default.get('retries')}, expected istio.virtualService.write {write}",
+            )
+            retry_on = set(str((default.get("retries") or {}).get("retryOn", "")).split(","))
+            c.check(
+                not retry_on & {"5xx", "reset", "gateway-error", "retriable-4xx"},
+                f"the default route (POST, PUT, ...) must retry only what never reached a pod: {retry_on}",
+            )
+
+    rules = of_kind(istio_objects, "DestinationRule")
+    if c.check(len(rules) == 1, f"expected one DestinationRule, found {len(rules)}"):
+        pool = (rules[0]["spec"].get("trafficPolicy") or {}).get("connectionPool")
+        wanted = istio["destinationRule"].get("connectionPool")
+        c.check(pool == wanted, f"DestinationRule connectionPool {pool} differs from the values' {wanted}")
+
+    gateways = of_kind(istio_objects, "Gateway")
+    if not gateway["create"]:
+        c.check(not gateways, "istio.gateway.create=false: no Gateway expected")
+        return
+    if not c.check(len(gateways) == 1, f"expected one Gateway, found {len(gateways)}"):
+        return
+    servers = gateways[0]["spec"].get("servers", [])
+    ports = sorted((s["port"]["number"], s["port"]["protocol"]) for s in servers)
+    for server in servers:
+        c.check(
+            server.get("hosts") == gateway["hosts"],
+            f"Gateway port {server['port']['number']}: hosts {server.get('hosts')}, not {gateway['hosts']}",
+        )
+    plain = next((s for s in servers if s["port"]["number"] == 80), {})
+    if gateway["tls"]["enabled"]:
+        c.check(
+            ports == [(80, "HTTP"), (443, "HTTPS")], f"TLS on: Gateway ports 80 and 443 expected, {ports}"
+        )
+        https = next((s for s in servers if s["port"]["number"] == 443), {})
+        c.check(
+            (https.get("tls") or {}).get("credentialName") == gateway["tls"]["credentialName"],
+            f"Gateway 443 must use the TLS Secret {gateway['tls']['credentialName']}",
+        )
+        c.check(
+            bool((plain.get("tls") or {}).get("httpsRedirect")) == bool(gateway.get("httpsRedirect")),
+            f"Gateway port 80 httpsRedirect must be {gateway.get('httpsRedirect')}",
+        )
+    else:
+        c.check(
+            ports == [(80, "HTTP")], f"TLS off: the Gateway serves plain HTTP on port 80 only, found {ports}"
+        )
+        c.check("tls" not in plain, "TLS off: Gateway port 80 must not redirect to HTTPS")
+
+
+def check_original(c: Checker, istio_objects: list[dict[str, Any]], expect: str) -> None:
+    """The numbers of the service this chart replaces (ORIGINAL), whatever the values files say."""
+    want = ORIGINAL[expect]
+    label = want["label"]
+
+    def same(what: str, got: object, wanted: object) -> None:
+        c.check(got == wanted, f"{what}: {got!r}, expected {wanted!r} ({label})")
+
+    vs = next(iter(of_kind(istio_objects, "VirtualService")), {"spec": {}})
+    route = route_by_name(vs, "idempotent")
+    retries = route.get("retries") or {}
+    same("VirtualService timeout (GET, HEAD, OPTIONS)", route.get("timeout"), want["timeout"])
+    same("VirtualService retries.attempts", retries.get("attempts"), want["attempts"])
+    same("VirtualService retries.retryOn", retries.get("retryOn"), want["retryOn"])
+    if "perTryTimeout" in want:
+        same("VirtualService retries.perTryTimeout", retries.get("perTryTimeout"), want["perTryTimeout"])
+    else:  # ours to choose: the tries must fit in the route timeout
+        per_try = seconds(str(retries.get("perTryTimeout", "")))
+        c.check(
+            0 < per_try * int(retries.get("attempts", 0)) <= seconds(str(route.get("timeout", ""))),
+            f"retries.attempts x perTryTimeout ({retries.get('attempts')} x {retries.get('perTryTimeout')})"
+            f" must fit in the timeout {route.get('timeout')}",
+        )
+    dr = next(iter(of_kind(istio_objects, "DestinationRule")), {"spec": {}})
+    pool = (dr["spec"].get("trafficPolicy") or {}).get("connectionPool") or {}
+    same(
+        "DestinationRule tcp.maxConnections",
+        (pool.get("tcp") or {}).get("maxConnections"),
+        want["maxConnections"],
+    )
+    for key in ("http1MaxPendingRequests", "http2MaxRequests"):
+        same(f"DestinationRule http.{key}", (pool.get("http") or {}).get(key), want[key])
+    gateway = next(iter(of_kind(istio_objects, "Gateway")), {"spec": {}})
+    servers = gateway["spec"].get("servers", [])
+    same(
+        "Gateway servers",
+        sorted((s["port"]["number"], s["port"]["protocol"]) for s in servers),
+        want["gateway"],
+    )
+    if "hosts" in want:
+        same("Gateway hosts", sorted({h for s in servers for h in s.get("hosts", [])}), want["hosts"])
+        same("VirtualService hosts", vs["spec"].get("hosts"), want["hosts"])
+
+
+def check_istio(
+    c: Checker,
+    objects: list[dict[str, Any]],
+    deployment: dict[str, Any],
+    istio: bool,
+    values: dict[str, Any],
+    expect: str | None,
+) -> None:
     istio_objects = [o for o in objects if ".istio.io/" in str(o.get("apiVersion"))]
     pod_meta = deployment["spec"]["template"]["metadata"]
     proxy_config = (pod_meta.get("annotations") or {}).get(ISTIO_PROXY_ANNOTATION)
@@ -445,7 +691,7 @@ def check_istio(c: Checker, objects: list[dict[str, Any]], deployment: dict[str,
         return
 
     kinds = {o["kind"] for o in istio_objects}
-    for kind in ("Gateway", "VirtualService", "DestinationRule"):
+    for kind in ("VirtualService", "DestinationRule"):
         c.check(kind in kinds, f"istio.enabled needs a {kind}")
     c.check(sidecar_label == "true", "istio.enabled: pods need the sidecar.istio.io/inject=true label")
     if c.check(proxy_config, f"istio.enabled: pods need the {ISTIO_PROXY_ANNOTATION} annotation"):
@@ -487,6 +733,9 @@ def check_istio(c: Checker, objects: list[dict[str, Any]], deployment: dict[str,
             (policy.get("tls") or {}).get("mode") == "ISTIO_MUTUAL",
             "DestinationRule tls must be ISTIO_MUTUAL",
         )
+    check_istio_values(c, istio_objects, values)
+    if expect:
+        check_original(c, istio_objects, expect)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -498,11 +747,21 @@ def main(argv: list[str] | None = None) -> int:
         "--istio", choices=("on", "off"), required=True, help="whether Istio objects are expected"
     )
     parser.add_argument("-f", "--values", action="append", default=[], help="values file (repeatable)")
+    parser.add_argument("--set", action="append", default=[], help="key=value, as helm --set (repeatable)")
+    parser.add_argument("--release", default=CHART_NAME, help="the release name the render used")
+    parser.add_argument(
+        "--expect", choices=sorted(ORIGINAL), help="also check the original service's numbers"
+    )
     args = parser.parse_args(argv)
 
     values: dict[str, Any] = {}
     for name in args.values:
         values = merge(values, yaml.safe_load(Path(name).read_text()) or {})
+    if args.set:
+        import helm_python  # only --set needs it: parsed exactly as helm parses it
+
+        for expression in args.set:
+            values = merge(values, helm_python.parse_set_string(expression))
     objects = load_objects(args.render_dir)
     c = Checker()
     if c.check(objects, f"{args.render_dir}: nothing rendered"):
@@ -511,7 +770,8 @@ def main(argv: list[str] | None = None) -> int:
             check_shutdown(c, objects, deployment)
             check_wiring(c, objects, deployment, values)
             check_migration(c, objects, deployment, values)
-            check_istio(c, objects, deployment, args.istio == "on")
+            check_identity(c, objects, deployment, values, args.release)
+            check_istio(c, objects, deployment, args.istio == "on", values, args.expect)
     for failure in c.failures:
         sys.stderr.write(f"FAIL {args.render_dir}: {failure}\n")
     sys.stdout.write(f"assertions {args.render_dir}: {c.passed} passed, {len(c.failures)} failed\n")

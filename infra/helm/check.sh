@@ -6,17 +6,24 @@
 # Needs on PATH the tools of infra/helm/requirements.txt (python with helm-python-sdk, kubernetes-validate,
 # checkov: `make check-infra` puts .venv-infra/bin first) and node, with `npm ci --prefix infra/helm` done.
 #
-# 1. helm lint (Helm's own linter, strict) with the dev and prod values, and prod with Istio on.
-# 2. Render (helm template through helm-python-sdk, values.schema.json enforced) for dev, prod, prod with
-#    istio.enabled=true, prod with Istio and its JWT policies, and prod and dev with two sources
-#    (sources-values.yaml).
+# 1. helm lint (Helm's own linter, strict) with the values of every render below.
+# 2. Render (helm template through helm-python-sdk, values.schema.json enforced, with --api-versions for
+#    Istio's APIs as a cluster with Istio serves them): the chart's defaults (Istio on, as in the service
+#    this one replaces); the defaults with that service's README Istio overrides (original-istio-values.yaml);
+#    dev as its README deploys it (values.yaml + values-dev.yaml + --set image.tag=abc123) and under another
+#    release name; prod; prod with istio.enabled=false; prod with Istio's JWT policies; prod and dev with
+#    two sources (sources-values.yaml).
 # 3. kubernetes-validate --strict on every non-Istio object, for Kubernetes $KUBE_VERSION.
 # 4. Istio objects against @kubernetes-models/istio (validate-istio.mjs; unknown fields rejected).
 # 5. assert_rendered.py: probes, security context, resources = the values file's, IRSA annotation, the
-#    shutdown timings, HPA/PDB/migration wiring, Istio objects present exactly when istio.enabled, the
-#    sources ConfigMap exactly when sources are set and the Job migrating, then applying them (hardened,
-#    hooks in order); without sources, the single migrate container.
-# 6. Values the chart must refuse (schema and template checks) make rendering fail, for the right reason.
+#    shutdown timings, HPA/PDB/migration wiring, the pods' labels (app.kubernetes.io/name=aws-s3-service
+#    whatever the release name) and image, Istio objects present exactly when istio.enabled and carrying
+#    the values' VirtualService timeout/retries, DestinationRule pool and Gateway servers (plus, hard-coded,
+#    the original service's defaults for the defaults render and its README's numbers for the overrides),
+#    the sources ConfigMap exactly when sources are set and the Job migrating, then applying them
+#    (hardened, hooks in order); without sources, the single migrate container.
+# 6. Values the chart must refuse (schema and template checks) make rendering fail, for the right reason;
+#    so does Istio on a cluster without Istio's APIs (no --api-versions), unless istio.requireCrds=false.
 # 7. checkov on all rendered manifests (skips: checkov.io/skipN annotations in the templates, each with
 #    its reason).
 set -euo pipefail
@@ -46,36 +53,50 @@ trap 'rm -rf "$work"' EXIT
 
 # What a real deploy passes from the Terraform outputs and the secret store (docs/deploy-helm.md).
 deploy_values="$tools/ci-deploy-values.yaml"
-jwt_sets="istio.enabled=true,istio.requestAuthentication.enabled=true,istio.authorizationPolicy.enabled=true"
+jwt_sets="istio.requestAuthentication.enabled=true,istio.authorizationPolicy.enabled=true"
 jwt_sets+=",config.JWT_JWKS_URL=https://idp.example.com/.well-known/jwks.json"
+# `helm template` knows no cluster: these stand for one with Istio 1.22+ (the APIs the chart renders).
+istio_apis=(--api-versions networking.istio.io/v1 --api-versions security.istio.io/v1)
 
-# name | values file | --set | Istio objects expected | extra values file in infra/helm (optional)
+# name | the chart's values files (-f, in order) | --set | Istio objects expected | extra values file in
+# infra/helm | release name (default aws-s3-service) | assert_rendered.py --expect (the original service's
+# numbers, hard-coded there). Every render gets ci-deploy-values.yaml after the chart's files.
 renders=(
-    "dev|values-dev.yaml||off"
-    "prod|values-prod.yaml||off"
-    "prod-istio|values-prod.yaml|istio.enabled=true|on"
+    "defaults|values.yaml||on|||original-defaults"
+    "original-istio|values.yaml||on|original-istio-values.yaml||original-readme"
+    "dev|values.yaml values-dev.yaml|image.tag=abc123|on"
+    "dev-other-release|values.yaml values-dev.yaml|image.tag=abc123|on||files-api"
+    "prod|values-prod.yaml||on"
+    "prod-no-istio|values-prod.yaml|istio.enabled=false|off"
     "prod-istio-jwt|values-prod.yaml|$jwt_sets|on"
-    "prod-sources|values-prod.yaml||off|sources-values.yaml"
-    "dev-sources|values-dev.yaml||off|sources-values.yaml"
+    "prod-sources|values-prod.yaml||on|sources-values.yaml"
+    "dev-sources|values-dev.yaml|istio.enabled=false|off|sources-values.yaml"
 )
 
 echo "-- helm lint"
+# helm lint takes no --api-versions (nor does Helm's CLI) and only logs a template's `fail`: with
+# istio.requireCrds off, its output is not littered with the missing-CRDs line (renders check that below).
 for entry in "${renders[@]}"; do
-    IFS='|' read -r name file sets _ extra <<<"$entry"
-    args=(-f "$chart/$file" -f "$deploy_values")
+    IFS='|' read -r name files sets _ extra _ _ <<<"$entry"
+    args=()
+    for file in $files; do args+=(-f "$chart/$file"); done
+    args+=(-f "$deploy_values")
     [[ -n "$extra" ]] && args+=(-f "$tools/$extra")
     [[ -n "$sets" ]] && args+=(--set "$sets")
-    "$python" "$tools/helmtool.py" lint "$chart" "${args[@]}" --kube-version "v$kube_version" \
-        || fail "helm lint failed ($name)"
+    "$python" "$tools/helmtool.py" lint "$chart" "${args[@]}" --set istio.requireCrds=false \
+        --kube-version "v$kube_version" || fail "helm lint failed ($name)"
 done
 
 echo "-- render"
 for entry in "${renders[@]}"; do
-    IFS='|' read -r name file sets _ extra <<<"$entry"
-    args=(-f "$chart/$file" -f "$deploy_values")
+    IFS='|' read -r name files sets _ extra release _ <<<"$entry"
+    args=()
+    for file in $files; do args+=(-f "$chart/$file"); done
+    args+=(-f "$deploy_values")
     [[ -n "$extra" ]] && args+=(-f "$tools/$extra")
     [[ -n "$sets" ]] && args+=(--set "$sets")
-    "$python" "$tools/helmtool.py" template "$chart" "${args[@]}" --out "$work/render/$name" \
+    "$python" "$tools/helmtool.py" template "$chart" "${args[@]}" "${istio_apis[@]}" \
+        --kube-version "v$kube_version" --name "${release:-aws-s3-service}" --out "$work/render/$name" \
         || fail "rendering failed ($name)"
 done
 
@@ -85,7 +106,7 @@ kubernetes-validate --strict --quiet -k "$kube_version" "$work"/render/*/k8s/*.y
 
 echo "-- Istio objects (@kubernetes-models/istio)"
 for entry in "${renders[@]}"; do
-    IFS='|' read -r name _ _ istio _ <<<"$entry"
+    IFS='|' read -r name _ _ istio _ _ _ <<<"$entry"
     if [[ "$istio" == "on" ]]; then
         node "$tools/validate-istio.mjs" "$work/render/$name/istio" || fail "invalid Istio object ($name)"
     fi
@@ -93,11 +114,15 @@ done
 
 echo "-- assertions"
 for entry in "${renders[@]}"; do
-    IFS='|' read -r name file _ istio extra <<<"$entry"
-    args=(-f "$chart/values.yaml" -f "$chart/$file" -f "$deploy_values")
+    IFS='|' read -r name files sets istio extra release expect <<<"$entry"
+    args=(-f "$chart/values.yaml")
+    for file in $files; do args+=(-f "$chart/$file"); done
+    args+=(-f "$deploy_values")
     [[ -n "$extra" ]] && args+=(-f "$tools/$extra")
+    [[ -n "$sets" ]] && args+=(--set "$sets")
+    [[ -n "$expect" ]] && args+=(--expect "$expect")
     "$python" "$tools/assert_rendered.py" "$work/render/$name" --istio "$istio" "${args[@]}" \
-        || fail "assertions failed ($name)"
+        --release "${release:-aws-s3-service}" || fail "assertions failed ($name)"
 done
 
 echo "-- values the chart must refuse"
@@ -115,8 +140,11 @@ refused=(
     'config.JWT_JWKS_URL=https://idp.example.com/jwks,config.JWT_AUDIENCE=|config.JWT_ISSUER and config.JWT_AUDIENCE are required'
     'config.SHUTDOWN_GRACE_SECONDS=45|terminationGracePeriodSeconds (60) must exceed'
     'serviceAccount.roleArn=|serviceAccount.roleArn is required'
-    'istio.enabled=true,istio.sidecar.terminationDrainSeconds=5|terminationDrainSeconds (5)'
-    'istio.enabled=true,istio.virtualService.read.retries.retryOn=5xx;oops|/istio/virtualService/read/retries/retryOn'
+    'istio.sidecar.terminationDrainSeconds=5|terminationDrainSeconds (5)'
+    'istio.virtualService.retries.retryOn=5xx;oops|/istio/virtualService/retries/retryOn'
+    'istio.virtualService.timeout=10|/istio/virtualService/timeout'
+    'istio.virtualService.read.timeout=5s|read is no longer a setting: use istio.virtualService.timeout and'
+    'istio.gateway.tls.enabled=true,istio.gateway.tls.credentialName=|istio.gateway.tls.credentialName is required'
     "${source//sources.billing./sources.Billing.}|invalid propertyName 'Billing'"
     "${source%,*}|missing property 'columns'"
     "$source,sources.billing.name=other|sources.billing: its name is its key"
@@ -126,13 +154,47 @@ for entry in "${refused[@]}"; do
     sets="${entry%|*}"
     expected="${entry##*|}"
     if "$python" "$tools/helmtool.py" template "$chart" -f "$chart/values-prod.yaml" -f "$deploy_values" \
-        --set "$sets" --out "$work/refused" >"$work/refused.log" 2>&1; then
+        --set "$sets" "${istio_apis[@]}" --out "$work/refused" >"$work/refused.log" 2>&1; then
         fail "rendering accepted --set $sets"
     fi
     grep -qF -- "$expected" "$work/refused.log" \
         || { cat "$work/refused.log" >&2; fail "--set $sets failed, but not with '$expected'"; }
     echo "refused as expected: --set $sets"
 done
+
+# A cluster without Istio's APIs (as a `helm install` there sees it): one line naming the missing APIs.
+no_crds="istio.enabled is true but this cluster has no Istio CRDs"
+# --set | --api-versions given | the expected line's fragment
+missing_apis=(
+    "istio.requireCrds=true||$no_crds (networking.istio.io/v1, security.istio.io/v1): install Istio"
+    "istio.requireCrds=true|networking.istio.io/v1|$no_crds (security.istio.io/v1): install Istio"
+    "istio.peerAuthentication.enabled=false||$no_crds (networking.istio.io/v1): install Istio"
+)
+for entry in "${missing_apis[@]}"; do
+    IFS='|' read -r sets apis expected <<<"$entry"
+    args=(--set "$sets")
+    [[ -n "$apis" ]] && args+=(--api-versions "$apis")
+    if "$python" "$tools/helmtool.py" template "$chart" -f "$chart/values-prod.yaml" -f "$deploy_values" \
+        "${args[@]}" --out "$work/refused" >"$work/refused.log" 2>&1; then
+        fail "rendering accepted Istio without its APIs (${args[*]})"
+    fi
+    grep -qF -- "$expected" "$work/refused.log" \
+        || { cat "$work/refused.log" >&2; fail "Istio without APIs (${args[*]}) failed, not with '$expected'"; }
+    grep -qF -- "or set --set istio.enabled=false" "$work/refused.log" \
+        || { cat "$work/refused.log" >&2; fail "the missing-CRDs message must say how to turn Istio off"; }
+    echo "refused as expected: Istio without its APIs (${args[*]})"
+done
+# ... but Istio off needs none, and istio.requireCrds=false (GitOps renderers without the cluster's APIs)
+# renders the Istio objects all the same.
+for sets in istio.enabled=false istio.requireCrds=false; do
+    "$python" "$tools/helmtool.py" template "$chart" -f "$chart/values-prod.yaml" -f "$deploy_values" \
+        --set "$sets" --out "$work/accepted-$sets" >"$work/accepted.log" 2>&1 \
+        || { cat "$work/accepted.log" >&2; fail "rendering without Istio's APIs refused --set $sets"; }
+    echo "accepted as expected without Istio's APIs: --set $sets"
+done
+[[ -n "$(ls "$work/accepted-istio.requireCrds=false/istio")" ]] \
+    || fail "istio.requireCrds=false rendered no Istio object"
+rm -rf "$work/accepted-"*
 
 echo "-- checkov (kubernetes)"
 checkov -d "$work/render" --framework kubernetes --quiet --compact --skip-download \

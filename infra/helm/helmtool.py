@@ -5,14 +5,21 @@ the Go templates, Sprig functions, values coalescing and values.schema.json vali
 nothing is fetched at run time.
 
     python helmtool.py lint CHART -f values-prod.yaml -f overrides.yaml [--set key=value]
-    python helmtool.py template CHART -f values-prod.yaml --set istio.enabled=true --out DIR
+    python helmtool.py template CHART -f values-prod.yaml --api-versions networking.istio.io/v1 --out DIR
 
 Values files and --set are layered as helm does: files in order (maps merged deeply, the later file winning),
 then --set. `template` validates the values against the chart's schema, renders, and writes every object to
 DIR/k8s/ or, for Istio's API groups, DIR/istio/ (one file per object).
+
+As with `helm template`, there is no cluster: `.Capabilities.APIVersions` holds Kubernetes' built-in APIs plus
+each --api-versions given (the chart refuses to render Istio objects for a cluster without Istio's APIs, see
+istio.requireCrds), and --kube-version sets `.Capabilities.KubeVersion`. `lint` has no --api-versions (nor
+has Helm's CLI), and Helm's lint only logs a template's `fail`: check.sh lints with istio.requireCrds=false.
 """
 
 import argparse
+import inspect
+import json
 import re
 import sys
 from pathlib import Path
@@ -20,6 +27,7 @@ from typing import Any
 
 import helm_python as helm
 import yaml
+from helm_python import _native  # the SDK's ctypes layer: render options Chart.render does not take (_render)
 
 ISTIO_GROUPS = (".istio.io/",)
 WARNING = 2  # lint severities: 1 info, 2 warning, 3 error
@@ -73,11 +81,36 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9.-]+", "-", text.lower()).strip("-")
 
 
+def _render(chart: helm.Chart, values: dict[str, Any], args: argparse.Namespace) -> dict[str, str]:
+    """`helm template`'s render, with its --api-versions and --kube-version.
+
+    helm-python-sdk 0.2.2's Chart.render takes name, namespace, revision, is_install and is_upgrade only,
+    while the C function under it, helm_render, also decodes `api_versions` and `kube_version` from its
+    options JSON (Helm's chartutil.Capabilities). Those go straight to it; a later release whose render
+    takes them is called the public way.
+    """
+    options: dict[str, Any] = {"name": args.name, "namespace": args.namespace, "is_install": True}
+    extra: dict[str, Any] = {}
+    if args.api_versions:
+        extra["api_versions"] = list(args.api_versions)
+    if args.kube_version:
+        extra["kube_version"] = args.kube_version
+    if not extra:
+        return chart.render(values, **options)
+    if set(extra) <= set(inspect.signature(chart.render).parameters):
+        return chart.render(values, **options, **extra)
+    rendered = _native.call_string(
+        "helm_render", chart._raw(), json.dumps(values), json.dumps(options | extra)
+    )
+    manifests: dict[str, str] = json.loads(rendered)
+    return manifests
+
+
 def _template(args: argparse.Namespace) -> int:
     values = _values(args.values, args.set)
     with helm.Chart.load(args.chart) as chart:
         chart.validate_schema(values)
-        rendered = chart.render(values, name=args.name, namespace=args.namespace, is_install=True)
+        rendered = _render(chart, values, args)
     out = Path(args.out)
     for sub in ("k8s", "istio"):
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -119,6 +152,15 @@ def main(argv: list[str] | None = None) -> int:
         if command == "template":
             sub.add_argument("--name", default="aws-s3-service", help="release name")
             sub.add_argument("--out", required=True, help="directory for the rendered objects")
+            sub.add_argument(
+                "--api-versions",
+                action="append",
+                default=[],
+                help="an API version the cluster would serve, e.g. networking.istio.io/v1 (repeatable)",
+            )
+            sub.add_argument(
+                "--kube-version", default="", help="Kubernetes version to render for, e.g. v1.31.0"
+            )
     args = parser.parse_args(argv)
     try:
         return _lint(args) if args.command == "lint" else _template(args)

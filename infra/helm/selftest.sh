@@ -68,6 +68,13 @@ sources_hook_succeeded() {
     sed -i 's/^    helm.sh\/hook-delete-policy: before-hook-creation$/&,hook-succeeded/' "$1"
 }
 writable_job_root() { sed -i 's/^    readOnlyRootFilesystem: true$/    readOnlyRootFilesystem: false/' "$1"; }
+original_pool_changed() { sed -i 's/^        maxConnections: 100$/        maxConnections: 150/' "$1"; }
+retry_writes_on_5xx() {
+    sed -i 's/^        retryOn: connect-failure,refused-stream$/        retryOn: 5xx,connect-failure,refused-stream/' "$1"
+}
+read_accepted() { sed -i '/istio.virtualService.read is no longer a setting/d' "$1"; }
+# shellcheck disable=SC2016 # $istio is the template's variable, matched literally
+no_crd_check() { sed -i 's/^{{- if $istio.requireCrds }}$/{{- if false }}/' "$1"; }
 open_schema() {
     "${PYTHON:-python}" -c 'import json, pathlib, sys
 path = pathlib.Path(sys.argv[1])
@@ -104,6 +111,13 @@ break_case sources-configmap-deleted "$t/sources-configmap.yaml" "must not be ho
 break_case job-writable-root "$t/_helpers.tpl" "migration Job container migrate: container readOnlyRootFilesystem" \
     writable_job_root
 break_case schema-open helm/aws-s3-service/values.schema.json "rendering accepted --set nonexistentKey=1" open_schema
+v=helm/aws-s3-service/values.yaml
+break_case original-pool-default "$v" "tcp.maxConnections: 150, expected 100 (the original's default)" \
+    original_pool_changed
+break_case writes-retried-on-5xx "$v" "must retry only what never reached a pod" retry_writes_on_5xx
+break_case read-route-accepted "$t/_helpers.tpl" "rendering accepted --set istio.virtualService.read.timeout=5s" \
+    read_accepted
+break_case no-istio-crd-check "$t/_helpers.tpl" "rendering accepted Istio without its APIs" no_crd_check
 
 passed=$((cases - failures))
 echo "helm selftest: ${passed} passed, ${failures} failed"

@@ -143,6 +143,9 @@ Cross-field checks JSON Schema cannot express. Rendering fails with one line nam
 */}}
 {{- define "aws-s3-service.validate" -}}
 {{- $c := .Values.config }}
+{{- if not (kindIs "invalid" (dig "virtualService" "read" nil .Values.istio)) }}
+{{- fail "istio.virtualService.read is no longer a setting: use istio.virtualService.timeout and istio.virtualService.retries instead (the route of GET, HEAD, OPTIONS)" }}
+{{- end }}
 {{- range $key := list "S3_BUCKET_NAME" "SNS_TOPIC_ARN" "SQS_QUEUE_URL" }}
 {{- if not (get $c $key) }}
 {{- fail (printf "config.%s is required (terraform outputs of the messaging module)" $key) }}
@@ -171,6 +174,7 @@ Cross-field checks JSON Schema cannot express. Rendering fails with one line nam
 {{- fail (printf "terminationGracePeriodSeconds (%d) must exceed preStopSleepSeconds (%d) + server.gracefulTimeoutSeconds (%d) + config.SHUTDOWN_GRACE_SECONDS (%d) = %d, or in-flight files are killed mid-load" $tgps $preStop $http $grace $needed) }}
 {{- end }}
 {{- if .Values.istio.enabled }}
+{{- include "aws-s3-service.requireIstioApis" . }}
 {{- $drain := int .Values.istio.sidecar.terminationDrainSeconds }}
 {{- if or (lt $drain $needed) (ge $drain $tgps) }}
 {{- fail (printf "istio.sidecar.terminationDrainSeconds (%d) must be at least %d (the app's shutdown needs the sidecar for PostgreSQL/S3/SQS) and below terminationGracePeriodSeconds (%d)" $drain $needed $tgps) }}
@@ -190,5 +194,30 @@ Cross-field checks JSON Schema cannot express. Rendering fails with one line nam
 {{- end }}
 {{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) }}
 {{- fail "autoscaling.minReplicas must not exceed autoscaling.maxReplicas" }}
+{{- end }}
+{{- end }}
+
+{{/*
+With istio.enabled and istio.requireCrds: the cluster must serve the Istio APIs the templates render
+(networking.istio.io/v1: Gateway, VirtualService, DestinationRule; security.istio.io/v1: PeerAuthentication,
+RequestAuthentication, AuthorizationPolicy), else one line instead of Helm's "no matches for kind".
+helm install/upgrade read them from the cluster; helm template knows only its --api-versions.
+*/}}
+{{- define "aws-s3-service.requireIstioApis" -}}
+{{- $istio := .Values.istio }}
+{{- if $istio.requireCrds }}
+{{- $needed := list "networking.istio.io/v1" }}
+{{- if or $istio.peerAuthentication.enabled $istio.requestAuthentication.enabled $istio.authorizationPolicy.enabled }}
+{{- $needed = append $needed "security.istio.io/v1" }}
+{{- end }}
+{{- $missing := list }}
+{{- range $api := $needed }}
+{{- if not ($.Capabilities.APIVersions.Has $api) }}
+{{- $missing = append $missing $api }}
+{{- end }}
+{{- end }}
+{{- if $missing }}
+{{- fail (printf "istio.enabled is true but this cluster has no Istio CRDs (%s): install Istio (1.22 or newer), or set --set istio.enabled=false (offline helm template: add --api-versions %s, or set istio.requireCrds=false)" (join ", " $missing) (join " --api-versions " $missing)) }}
+{{- end }}
 {{- end }}
 {{- end }}
