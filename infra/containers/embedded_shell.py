@@ -39,14 +39,15 @@ def jenkinsfile_scripts(source: str) -> list[tuple[int, str]]:
     return scripts
 
 
-def _commands(value: Any) -> list[str]:
+def commands_of(value: Any) -> list[str]:
+    """A GitLab job's script lines (a string, a list, or lists nested by YAML anchors)."""
     if value is None:
         return []
     if isinstance(value, str):
         return [value]
     commands: list[str] = []
     for item in value:
-        commands.extend(_commands(item))  # nested lists come from YAML anchors
+        commands.extend(commands_of(item))  # nested lists come from YAML anchors
     return commands
 
 
@@ -55,7 +56,7 @@ def gitlab_scripts(config: dict[str, Any]) -> list[tuple[str, str]]:
     for name, job in config.items():
         if not isinstance(job, dict):
             continue
-        commands = [command for key in _SCRIPT_KEYS for command in _commands(job.get(key))]
+        commands = [command for key in _SCRIPT_KEYS for command in commands_of(job.get(key))]
         if commands:
             scripts.append((name, "\n".join(commands) + "\n"))
     return scripts

@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from embedded_shell import commands_of  # this directory's: a job's script lines, anchors flattened
+
 ORIGINAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "ECR_REGISTRY")
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"  # not the file's default (us-east-1): the CI/CD variable must win
@@ -248,21 +250,10 @@ def resolve_job(config: dict[str, Any], name: str, seen: tuple[str, ...] = ()) -
     return _merge(resolved, own)
 
 
-def _commands(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    commands: list[str] = []
-    for item in value:
-        commands.extend(_commands(item))  # nested lists come from YAML anchors
-    return commands
-
-
 def job_script(config: dict[str, Any], job: dict[str, Any]) -> str:
     default = config.get("default") or {}
     before = job["before_script"] if "before_script" in job else default.get("before_script")
-    return "\n".join(_commands(before) + _commands(job.get("script"))) + "\n"
+    return "\n".join(commands_of(before) + commands_of(job.get("script"))) + "\n"
 
 
 _VARIABLE_REF = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
