@@ -16,7 +16,7 @@ from bench.data import SEED, write_dataset
 from bench.report import MIB, Result, Skipped, Target, evaluate, table, write_json
 from bench.stack import RESULTS, ROOT, Infra, infrastructure, service
 
-CASES = ("upload", "ingest", "dlt", "big", "api", "consumer", "recovery", "sources")
+CASES = ("upload", "ingest", "growth", "dlt", "big", "api", "consumer", "recovery", "sources")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +85,7 @@ async def run(
         add(await asyncio.to_thread(upload_case, infra, plan.upload_megabytes))
     conn = await ingest.connect(infra.database_url)
     try:
-        if cases & {"ingest", "dlt", "big"}:
+        if cases & {"ingest", "growth", "dlt", "big"}:
             started = time.perf_counter()
             dataset = await asyncio.to_thread(write_dataset, infra.workdir / "data", plan.records)
             sizes = ", ".join(
@@ -97,13 +97,14 @@ async def run(
                 f"(seed {SEED}, {time.perf_counter() - started:.0f} s)"
             )
         if "ingest" in cases:
-            add(
-                await ingest.database_cases(
-                    infra, conn, dataset, plan.runs, plan.slow_runs, plan.per_record_sample
-                )
-            )
+            add(await ingest.database_cases(conn, dataset, plan.slow_runs, plan.per_record_sample))
             for fmt in ingest.FORMATS:
-                add(await ingest.service_case(infra, conn, dataset, fmt, plan.runs, plan.runs))
+                # Floors A and C of the rows this format shares, interleaved with the service's runs.
+                rows = await ingest.precompute_rows(fmt.path(dataset)) if fmt.rows_of == fmt.name else None
+                add(await ingest.service_case(infra, conn, dataset, fmt, plan.runs, plan.runs, rows))
+                del rows
+        if "growth" in cases:
+            add(await ingest.growth_case(infra, conn, dataset, plan.runs))
         if "dlt" in cases:
             for file_format in ("insert_values", "csv"):
                 add(await ingest.dlt_case(infra, conn, dataset, plan.slow_runs, file_format))

@@ -8,7 +8,7 @@ import contextlib
 import json
 import subprocess
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -25,6 +25,7 @@ from devtools.bootstrap import EMULATOR_CREDENTIAL
 KEY_PREFIX = "bench/ingest"
 INGEST_TARGET = Target(min_ratio=0.75)
 BIG_FILE_TARGET = Target(max_peak_rss_bytes=200 * MIB)
+GROWTH_TARGET = Target(min_ratio=0.8)  # issue 18: of the empty-table rate, same file, same process
 # What the service is run with in every case: production's log format and level.
 SERVICE_ENV = {"LOG_FORMAT": "json", "LOG_LEVEL": "INFO"}
 POLL_SECONDS = 0.05
@@ -155,10 +156,21 @@ async def wait_file(conn: asyncpg.Connection, bucket: str, key: str) -> asyncpg.
 
 
 async def service_runs(
-    infra: Infra, conn: asyncpg.Connection, svc: Server, path: Path, records: int, keys: Sequence[str]
+    infra: Infra,
+    conn: asyncpg.Connection,
+    svc: Server,
+    path: Path,
+    records: int,
+    keys: Sequence[str],
+    *,
+    before_each: Callable[[int], Awaitable[None]] | None = None,
+    fresh: bool = True,
 ) -> dict[str, list[float]]:
     """Put the file under each key in turn and wait for its commit. Time: from put_object's return (the
     S3 event is on the queue) to the file's `completed` commit (finished_at, the database's clock).
+
+    `before_each(n)` runs before run n (the floors, interleaved: A C S A C S ...). `fresh`: each run starts
+    from an empty processed_data; else only from a checkpoint (the table keeps what it holds).
 
     One PutObject, not a multipart upload: moto announces a multipart upload twice (ObjectCreated:Put and
     :CompleteMultipartUpload; AWS only the latter), and the second event would find the file busy."""
@@ -166,8 +178,10 @@ async def service_runs(
     out: dict[str, list[float]] = {
         k: [] for k in ("seconds", "claim_to_commit", "event_to_claim", "upload", "peak", *CPU_PARTS)
     }
-    for key in keys:
-        await fresh_tables(conn)
+    for n, key in enumerate(keys):
+        if before_each is not None:
+            await before_each(n)
+        await (fresh_tables(conn) if fresh else conn.execute("CHECKPOINT"))
         svc.reset_peak_rss()
         started = time.time()
         with path.open("rb") as body:
@@ -204,16 +218,37 @@ def delete_versions(infra: Infra, prefix: str) -> None:
 
 
 async def service_case(
-    infra: Infra, conn: asyncpg.Connection, dataset: Dataset, fmt: Format, runs: int, floor_b_runs: int
+    infra: Infra,
+    conn: asyncpg.Connection,
+    dataset: Dataset,
+    fmt: Format,
+    runs: int,
+    floor_b_runs: int,
+    rows: list[Row] | None = None,
 ) -> list[Result]:
     """The service on one format (a fresh process, its peak RSS reset before each run), then floor B
-    on the same object once the service has stopped."""
+    on the same object once the service has stopped.
+
+    With `rows` (the format's precomputed rows), floors A and C run before each service run, interleaved
+    (A C S A C S ...), so the ratios compare runs made under the same conditions (issue 18)."""
     path = fmt.path(dataset)
     size = path.stat().st_size
     keys = [f"{KEY_PREFIX}/{fmt.name}/run-{n}{fmt.suffix}" for n in range(runs)]
+    floors: dict[str, list[float]] = {"a": [], "c": [], "cpu_postgres_a": []}
+
+    async def run_floors(n: int) -> None:
+        if rows is None:
+            return
+        before = infra.cpu_seconds()["postgres"]
+        floors["a"].append(await floor_a(conn, rows, f"{KEY_PREFIX}/floor-a/{fmt.name}/{n}", size))
+        floors["cpu_postgres_a"].append(infra.cpu_seconds()["postgres"] - before)
+        floors["c"].append(await floor_c(conn, rows, f"{KEY_PREFIX}/floor-c/{fmt.name}/{n}"))
+
     with service(infra, SERVICE_ENV) as svc:
         idle_rss = svc.rss_bytes()
-        runs_out = await service_runs(infra, conn, svc, path, dataset.records, keys)
+        runs_out = await service_runs(
+            infra, conn, svc, path, dataset.records, keys, before_each=run_floors if rows else None
+        )
     service_result = Result(
         "ingest",
         f"service {fmt.name}",
@@ -235,10 +270,36 @@ async def service_case(
             **{f"{part}_seconds": runs_out[part] for part in CPU_PARTS},
         },
     )
+    results = []
+    if rows:
+        results.append(
+            _loaded(
+                f"floor A {fmt.name}",
+                len(rows),
+                size,
+                floors["a"],
+                note="COPY + INSERT ... ON CONFLICT of precomputed rows: database work only; interleaved "
+                "with the service's runs",
+                details={"seconds": floors["a"], "cpu_postgres_seconds": floors["cpu_postgres_a"]},
+            )
+        )
+        results.append(
+            _loaded(
+                f"floor C {fmt.name}",
+                len(rows),
+                size,
+                floors["c"],
+                floor=f"ingest/floor A {fmt.name}",
+                note="binary COPY of the same rows into processed_data's shape with no index: the landing "
+                "ceiling (issue 18); interleaved with the service's runs",
+            )
+        )
+    results.append(service_result)
     floor_b = await floor_b_case(infra, keys[-1], size, floor_b_runs)
     floor_b.variant = f"floor B get_object {fmt.name}"
+    results.append(floor_b)
     delete_versions(infra, f"{KEY_PREFIX}/{fmt.name}/")
-    return [service_result, floor_b]
+    return results
 
 
 async def floor_b_case(infra: Infra, key: str, size: int, runs: int) -> Result:
@@ -361,82 +422,117 @@ def _loaded(variant: str, rows: int, size: float, seconds: list[float], **extra:
 
 
 async def database_cases(
-    infra: Infra,
-    conn: asyncpg.Connection,
-    dataset: Dataset,
-    runs: int,
-    slow_runs: int,
-    per_record_sample: int,
+    conn: asyncpg.Connection, dataset: Dataset, slow_runs: int, per_record_sample: int
 ) -> list[Result]:
-    """Floor A for the JSON Lines rows and the CSV rows, and the naive designs on the JSON Lines rows."""
-    results = []
-    for fmt in FORMATS:
-        if fmt.rows_of != fmt.name:
-            continue
-        path = fmt.path(dataset)
-        size = path.stat().st_size
-        rows = await precompute_rows(path)
-        seconds, postgres_cpu = [], []
-        for n in range(runs):
-            before = infra.cpu_seconds()["postgres"]
-            seconds.append(await floor_a(conn, rows, f"{KEY_PREFIX}/floor-a/{fmt.name}/{n}", size))
-            postgres_cpu.append(infra.cpu_seconds()["postgres"] - before)
-        results.append(
-            _loaded(
-                f"floor A {fmt.name}",
-                len(rows),
-                size,
-                seconds,
-                note="COPY + INSERT ... ON CONFLICT of precomputed rows: database work only",
-                details={"seconds": seconds, "cpu_postgres_seconds": postgres_cpu},
-            )
+    """The naive designs on the JSON Lines rows (floors A and C run interleaved with the service:
+    service_case)."""
+    fmt = FORMATS[0]
+    path = fmt.path(dataset)
+    size = path.stat().st_size
+    rows = await precompute_rows(path)
+    sample = rows[:per_record_sample]
+    sample_bytes = size * len(sample) / len(rows)
+    seconds = [
+        await insert_per_record(conn, sample, f"{KEY_PREFIX}/per-record/{n}", size) for n in range(slow_runs)
+    ]
+    results = [
+        _loaded(
+            "naive INSERT per record",
+            len(sample),
+            sample_bytes,
+            seconds,
+            floor="ingest/floor A jsonl",
+            note=f"on the first {len(sample):,} records"
+            + (" (a sample: the whole file would take too long)" if len(sample) < len(rows) else ""),
         )
-        landing = [await floor_c(conn, rows, f"{KEY_PREFIX}/floor-c/{fmt.name}/{n}") for n in range(runs)]
-        results.append(
-            _loaded(
-                f"floor C {fmt.name}",
-                len(rows),
-                size,
-                landing,
-                floor=f"ingest/floor A {fmt.name}",
-                note="binary COPY of the same rows into processed_data's shape with no index: the landing "
-                "ceiling (issue 18)",
-            )
+    ]
+    seconds = [
+        await insert_executemany(conn, rows, f"{KEY_PREFIX}/executemany/{n}", size) for n in range(slow_runs)
+    ]
+    results.append(
+        _loaded(
+            f"naive executemany x{EXECUTEMANY_BATCH}", len(rows), size, seconds, floor="ingest/floor A jsonl"
         )
-        if fmt.name != "jsonl":
-            continue
-        sample = rows[:per_record_sample]
-        sample_bytes = size * len(sample) / len(rows)
-        seconds = [
-            await insert_per_record(conn, sample, f"{KEY_PREFIX}/per-record/{n}", size)
-            for n in range(slow_runs)
-        ]
-        results.append(
-            _loaded(
-                "naive INSERT per record",
-                len(sample),
-                sample_bytes,
-                seconds,
-                floor="ingest/floor A jsonl",
-                note=f"on the first {len(sample):,} records"
-                + (" (a sample: the whole file would take too long)" if len(sample) < len(rows) else ""),
-            )
-        )
-        seconds = [
-            await insert_executemany(conn, rows, f"{KEY_PREFIX}/executemany/{n}", size)
-            for n in range(slow_runs)
-        ]
-        results.append(
-            _loaded(
-                f"naive executemany x{EXECUTEMANY_BATCH}",
-                len(rows),
-                size,
-                seconds,
-                floor="ingest/floor A jsonl",
-            )
-        )
-        del rows
+    )
     return results
+
+
+PREFILL_KEYS = 1000  # the growth case's other objects: the rows are spread over this many keys
+PREFILL = """
+    INSERT INTO processed_data (file_id, bucket, key, record_index, row_hash, data)
+    SELECT $1, $2, 'bench/prefill/' || (n % $5), n,
+           encode(sha256(convert_to(n::text || '/' || $6, 'UTF8')), 'hex'),
+           jsonb_build_object('id', n, 'name', md5(n::text),
+                              'email', left(md5(n::text), 12) || '@example.com',
+                              'amount', (n % 100000) / 100.0, 'active', n % 2 = 0)
+    FROM generate_series($3::bigint, $4::bigint) AS n
+"""
+
+
+async def prefill(conn: asyncpg.Connection, rows: int) -> float:
+    """processed_data with `rows` rows of other objects (their hashes random, as the service's are), in
+    batches of 1,000,000 committed one by one; a VACUUM ANALYZE after, as autovacuum would have run. The
+    seconds it took."""
+    started = time.perf_counter()
+    await fresh_tables(conn)
+    batch = 1_000_000
+    async with _file_transaction(conn, "bench/prefill", 0) as file_id:
+        await conn.execute(COMPLETE, file_id, rows, rows, 0)  # completed: no recovery takes it over
+    salt = str(time.time_ns())
+    for n in range((rows + batch - 1) // batch):
+        first, last = n * batch + 1, min((n + 1) * batch, rows)
+        await conn.execute(PREFILL, file_id, LOCAL_BUCKET, first, last, PREFILL_KEYS, salt)
+    await conn.execute("VACUUM ANALYZE processed_data")
+    return time.perf_counter() - started
+
+
+async def growth_case(infra: Infra, conn: asyncpg.Connection, dataset: Dataset, runs: int) -> list[Result]:
+    """Issue 18's growth check: the JSON Lines file loaded into a processed_data that already holds 10 x
+    records rows of other objects (each run's rows stay: the table keeps growing), against the same file
+    into an empty table, the two interleaved (E G E G ...) in one service process."""
+    fmt = FORMATS[0]
+    path = fmt.path(dataset)
+    existing = 10 * dataset.records
+    with service(infra, SERVICE_ENV) as svc:
+        empty: dict[str, list[float]] = {"seconds": [], "peak": []}
+        grown: dict[str, list[float]] = {"seconds": [], "peak": []}
+        prefill_seconds = []
+        for n in range(runs):
+            once = await service_runs(
+                infra, conn, svc, path, dataset.records, [f"{KEY_PREFIX}/growth/empty-{n}{fmt.suffix}"]
+            )
+            empty["seconds"] += once["seconds"]
+            empty["peak"] += once["peak"]
+            prefill_seconds.append(await prefill(conn, existing))
+            key = f"{KEY_PREFIX}/growth/full-{n}{fmt.suffix}"
+            once = await service_runs(infra, conn, svc, path, dataset.records, [key], fresh=False)
+            grown["seconds"] += once["seconds"]
+            grown["peak"] += once["peak"]
+    delete_versions(infra, f"{KEY_PREFIX}/growth/")
+    await fresh_tables(conn)
+    base = Result(
+        "ingest",
+        "service jsonl, empty table",
+        "rows/s",
+        [dataset.records / s for s in empty["seconds"]],
+        peak_rss_bytes=int(max(empty["peak"])),
+        note="interleaved with the next row's runs",
+    )
+    return [
+        base,
+        Result(
+            "ingest",
+            f"service jsonl, {existing:,} rows in the table",
+            "rows/s",
+            [dataset.records / s for s in grown["seconds"]],
+            peak_rss_bytes=int(max(grown["peak"])),
+            floor="ingest/service jsonl, empty table",
+            target=GROWTH_TARGET,
+            note=f"the table prefilled with {existing:,} rows of {PREFILL_KEYS} other objects before each "
+            f"run (median {sorted(prefill_seconds)[len(prefill_seconds) // 2]:.0f} s)",
+            details={"seconds": grown["seconds"], "prefill_seconds": prefill_seconds},
+        ),
+    ]
 
 
 def dlt_available() -> str | None:
