@@ -22,10 +22,16 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 
 # Every dependency ships a manylinux wheel for CPython 3.12 (x86_64 and aarch64), so no compiler is
 # installed anywhere: --only-binary makes a missing wheel fail the build instead of pulling in gcc.
-COPY requirements.txt constraints.txt /build/
+# The lake's libraries (requirements-lake.txt: pyiceberg, pyarrow; ~150 MB) go in unless
+# --build-arg LAKE_INSTALL=false: the service imports them only when LAKE_WAREHOUSE is set.
+ARG LAKE_INSTALL=true
+COPY requirements.txt requirements-lake.txt constraints.txt /build/
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install --upgrade pip==25.3 \
     && /opt/venv/bin/pip install --only-binary=:all: -r /build/requirements.txt -c /build/constraints.txt \
+    && if [ "$LAKE_INSTALL" = "true" ]; then \
+        /opt/venv/bin/pip install --only-binary=:all: -r /build/requirements-lake.txt -c /build/constraints.txt; \
+    fi \
     && /opt/venv/bin/pip uninstall --yes pip
 
 # The application, byte-compiled here: the runtime root filesystem is read-only and

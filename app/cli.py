@@ -1,5 +1,5 @@
 """Command line: `python -m app serve | migrate | token | ingest | files | retry | redrive | report |
-reconcile | sources apply | sources validate`.
+reconcile | sources apply | sources validate | lake status | export | compact | show | backfill`.
 
 Exit codes: 0 done, 1 the file failed (or a dry run found problems), 2 bad usage or settings,
 3 a transient failure (retry later).
@@ -7,6 +7,7 @@ Exit codes: 0 done, 1 the file failed (or a dry run found problems), 2 bad usage
 
 import argparse
 import asyncio
+import json
 import re
 import sys
 from collections.abc import AsyncIterator
@@ -430,6 +431,62 @@ async def _sources_command(args: argparse.Namespace) -> int:
     return await (_validate_source(args) if args.sources_command == "validate" else _sources(args))
 
 
+async def _lake(args: argparse.Namespace) -> int:
+    settings = load(Settings)
+    if not settings.lake_enabled:
+        print("LAKE_WAREHOUSE is not set: the lake is off", file=sys.stderr)
+        return EXIT_CONFIG
+    from app.core import db
+    from app.lake import repository
+    from app.lake.catalog import open_catalog
+    from app.lake.exporter import LakeExporter, describe, show
+
+    database = await db.open_database(settings)
+    try:
+        if args.lake_command == "backfill":
+            since = datetime.combine(args.since, datetime.min.time(), UTC)
+            async with database.acquire() as conn:
+                queued = await repository.backfill(conn, since)
+            print(f"queued {queued} file(s) loaded since {args.since} for export")
+            return EXIT_OK
+        if args.lake_command == "show":
+            catalog = await asyncio.to_thread(open_catalog, settings)
+            for row in await asyncio.to_thread(
+                show, catalog, settings.lake_namespace, args.table, args.file_id, args.limit
+            ):
+                print(json.dumps(row, default=str, ensure_ascii=False))
+            return EXIT_OK
+        if args.lake_command == "compact":
+            for result in await LakeExporter(database, settings).compact_now():
+                print(
+                    f"compacted {result.groups} group(s): {result.files_before} data files -> "
+                    f"{result.files_after}, {result.rows} rows; "
+                    f"{result.snapshots_expired} snapshot(s) expired"
+                )
+            return EXIT_OK
+        if args.lake_command == "export":
+            exported = await LakeExporter(database, settings).export_pending()
+            print(f"exported {exported} file(s)")
+            return EXIT_OK
+        async with database.acquire() as conn:
+            outbox = await repository.counts(conn)
+        catalog = await asyncio.to_thread(open_catalog, settings)
+        tables = await asyncio.to_thread(describe, catalog, settings.lake_namespace)
+    finally:
+        await database.close()
+    print(f"warehouse {settings.lake_warehouse}  catalog {settings.lake_catalog}", end="  ")
+    print(f"namespace {settings.lake_namespace}")
+    for table in tables:
+        print(
+            f"table {table.name}\tsnapshots {table.snapshots}\tcurrent {table.current_snapshot_id}"
+            f"\trecords {table.records}\tdata files {table.data_files}"
+        )
+    oldest = f"{outbox.oldest_pending_seconds:.0f} s"
+    print(f"exports: pending {outbox.pending} (failing {outbox.failing}, oldest {oldest})", end="  ")
+    print(f"exported {outbox.exported}")
+    return EXIT_OK
+
+
 def _positive(value: str) -> int:
     number = int(value)
     if number < 1:
@@ -510,6 +567,24 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("--source", required=True, help="the source's name")
     validate.add_argument("file", help="a local file, or s3://bucket/key")
 
+    lake = commands.add_parser(
+        "lake", help="the Iceberg lake (LAKE_WAREHOUSE): status, export, compact, show, backfill"
+    )
+    lake_commands = lake.add_subparsers(dest="lake_command", required=True)
+    lake_commands.add_parser("status", help="tables and snapshots, pending and failing exports")
+    lake_commands.add_parser("export", help="export the pending files now (as the background exporter does)")
+    lake_commands.add_parser(
+        "compact", help="rewrite small data files into ~128 MiB ones and expire old snapshots, now"
+    )
+    show = lake_commands.add_parser("show", help="rows of a lake table's current snapshot, as JSON lines")
+    show.add_argument("--table", default="processed_data")
+    show.add_argument("--file-id", type=int, help="only this file's rows")
+    show.add_argument("--limit", type=_positive, default=10)
+    backfill = lake_commands.add_parser(
+        "backfill", help="queue for export the files loaded since a day (e.g. before the lake was turned on)"
+    )
+    backfill.add_argument("--since", type=date.fromisoformat, required=True, help="YYYY-MM-DD (UTC)")
+
     token = commands.add_parser("token", help="mint a development HS256 token from JWT_SECRET")
     token.add_argument("--scopes", default=" ".join(SCOPES), help="space-separated scopes")
     token.add_argument("--subject", default="dev-user")
@@ -530,6 +605,7 @@ def main(argv: list[str] | None = None) -> int:
             "report": _report,
             "reconcile": _reconcile,
             "sources": _sources_command,
+            "lake": _lake,
         }
         if args.command in commands:
             return asyncio.run(commands[args.command](args))

@@ -42,6 +42,7 @@ class Jobs:
     reconcile: ReconcileLoop | None
     reports: DailyReportJob | None
     recovery: ClaimRecovery | None
+    lake: BackgroundJob | None  # the lake exporter (app/lake/exporter.py)
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -49,7 +50,7 @@ class Jobs:
         still have the pool and the clients while they finish."""
         async with AsyncExitStack() as stack:
             jobs: list[BackgroundJob | Consumer] = [
-                job for job in (self.recovery, self.reconcile, self.reports) if job
+                job for job in (self.recovery, self.reconcile, self.reports, self.lake) if job
             ]
             if self.consumer is not None:
                 jobs.append(self.consumer)
@@ -80,6 +81,13 @@ class Resources:
     jobs: Jobs
 
 
+def _lake_exporter(database: Database, settings: Settings) -> BackgroundJob:
+    """The exporter; its module needs pyiceberg and pyarrow, imported only when the lake is on."""
+    from app.lake.exporter import LakeExporter
+
+    return LakeExporter(database, settings)
+
+
 @asynccontextmanager
 async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     """Everything opened in one exit stack, closed in reverse order."""
@@ -92,7 +100,13 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         http = await stack.enter_async_context(
             httpx.AsyncClient(timeout=OUTBOUND_HTTP_TIMEOUT_SECONDS, follow_redirects=False)
         )
-        ingestor = Ingestor(database, bucket_clients.client_for, settings, own_bucket=settings.s3_bucket_name)
+        ingestor = Ingestor(
+            database,
+            bucket_clients.client_for,
+            settings,
+            own_bucket=settings.s3_bucket_name,
+            lake=settings.lake_enabled,
+        )
         loads = BackgroundLoads(ingestor, settings.ingest_max_api_loads)
         stack.push_async_callback(loads.stop)
         dispatcher = Dispatcher(ingestor, clients.s3, settings.s3_bucket_name)
@@ -114,6 +128,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
                 if settings.ingest_recovery_interval_seconds
                 else None
             ),
+            lake=_lake_exporter(database, settings) if settings.lake_enabled else None,
         )
         yield Resources(
             settings=settings,

@@ -84,6 +84,15 @@ def bootstrap_aws(
     }
 
 
+LAKE_BUCKET = "aws-s3-service-lake"
+
+
+def bootstrap_lake_bucket(endpoint_url: str | None, region: str, bucket: str = LAKE_BUCKET) -> str:
+    """The lake's warehouse bucket (no event notifications: the lake's files are not ingested)."""
+    _create_bucket(_session(endpoint_url, region).client("s3", endpoint_url=endpoint_url), bucket, region)
+    return bucket
+
+
 def _session(endpoint_url: str | None, region: str) -> boto3.Session:
     session = boto3.Session(region_name=region)
     if endpoint_url and session.get_credentials() is None:

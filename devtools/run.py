@@ -2,9 +2,12 @@
 resources, migrations, the example sources and a bearer token, then the API until Ctrl-C; nothing is left
 running."""
 
+import asyncio
 import contextlib
 import os
+import re
 import secrets
+import shlex
 import signal
 import subprocess
 import sys
@@ -12,10 +15,17 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
+import asyncpg
 from dotenv import dotenv_values
 
 from app.core.security import SCOPES
-from devtools.bootstrap import DEFAULT_REGION, EMULATOR_CREDENTIAL, bootstrap_aws, names_from_env
+from devtools.bootstrap import (
+    DEFAULT_REGION,
+    EMULATOR_CREDENTIAL,
+    bootstrap_aws,
+    bootstrap_lake_bucket,
+    names_from_env,
+)
 from devtools.servers import free_port, port_is_free, start_moto, start_postgres
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -78,12 +88,14 @@ def _run(stack: contextlib.ExitStack) -> int:
         )
         env["DATABASE_URL"] = postgres.dsn
         started.append(f"PostgreSQL {postgres.dsn} (data in {postgres.data_dir})")
+    moto_started = False
     if not env.get("AWS_ENDPOINT_URL"):
         moto_port = _port_setting(env, "DEV_MOTO_PORT")
         if moto_port is None:
             moto_port = DEFAULT_MOTO_PORT if port_is_free(DEFAULT_MOTO_PORT) else free_port()
         moto = stack.enter_context(start_moto(moto_port, DEV_DIR / "moto.log"))
         env["AWS_ENDPOINT_URL"] = moto.endpoint_url
+        moto_started = True
         env.setdefault("AWS_ACCESS_KEY_ID", EMULATOR_CREDENTIAL)
         env.setdefault("AWS_SECRET_ACCESS_KEY", EMULATOR_CREDENTIAL)
         started.append(f"moto {moto.endpoint_url} (state lost on exit)")
@@ -91,10 +103,19 @@ def _run(stack: contextlib.ExitStack) -> int:
     region = env.setdefault("AWS_REGION", DEFAULT_REGION)
     for key, value in bootstrap_aws(env["AWS_ENDPOINT_URL"], region, **names_from_env(env)).items():
         env.setdefault(key, value)
+    if moto_started and not env.get("LAKE_WAREHOUSE"):
+        # The lake on the emulator, in a bucket of its own (never announced to the ingestion queue), its
+        # catalog in the PostgreSQL above (LAKE_CATALOG=sql, the default).
+        env["LAKE_WAREHOUSE"] = f"s3://{bootstrap_lake_bucket(env['AWS_ENDPOINT_URL'], region)}/warehouse"
+        env.setdefault("LAKE_EXPORT_INTERVAL_SECONDS", "2")
     env.setdefault("JWT_SECRET", _jwt_secret(DEV_DIR / "jwt_secret"))
     env.setdefault("LOG_FORMAT", "text")  # JSON logs are for machines
+    # Commands in another terminal see what the service sees: `set -a; . .dev/run.env; set +a`.
+    _write_env(DEV_DIR / "run.env", env)
 
     _app(env, "migrate")
+    if moto_started and env.get("LAKE_WAREHOUSE"):
+        asyncio.run(_forget_the_last_lake(env["DATABASE_URL"]))
     _app(env, "sources", "apply", str(EXAMPLE_SOURCES))  # billing/, roster/, events/: see the README
     token = _app(env, "token", "--scopes", ALL_SCOPES, "--ttl", str(TOKEN_TTL_S), capture=True).strip()
     if not token:
@@ -107,6 +128,15 @@ def _run(stack: contextlib.ExitStack) -> int:
         f"API   {base_url}",
         f"Docs  {base_url}/docs",
         *(f"Local {line}" for line in started),
+        *(
+            [
+                f"Lake  {env['LAKE_WAREHOUSE']} (Iceberg; catalog in the PostgreSQL above).",
+                "      Its rows, from another terminal in this folder:",
+                "      set -a; . .dev/run.env; set +a; .venv/bin/python -m app lake show --limit 5",
+            ]
+            if env.get("LAKE_WAREHOUSE")
+            else []
+        ),
         f"Token (all scopes, {TOKEN_TTL_S // 3600} h):",
         token,
         "Authorize in Swagger with this token; Ctrl-C stops everything.",
@@ -128,6 +158,35 @@ def _run(stack: contextlib.ExitStack) -> int:
             return 0  # stopped as asked: not an error
     # A child killed by a signal reports -signum; shells report 128 + signum.
     return returncode if returncode >= 0 else 128 - returncode
+
+
+async def _forget_the_last_lake(dsn: str) -> None:
+    """moto's buckets die with each `make run`, the PostgreSQL data does not: drop the SQL catalog's record
+    of the lost tables and queue every loaded file again, so the new (empty) lake gets them all."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with conn.transaction():
+            if await conn.fetchval("SELECT to_regclass('iceberg_tables') IS NOT NULL"):
+                await conn.execute("DELETE FROM iceberg_tables WHERE catalog_name = 'lake'")
+                await conn.execute("DELETE FROM iceberg_namespace_properties WHERE catalog_name = 'lake'")
+            await conn.execute(
+                "UPDATE lake_exports SET exported_at = NULL, snapshot_id = NULL, rows_exported = NULL, "
+                "attempts = 0, last_error = NULL"
+            )
+    finally:
+        await conn.close()
+
+
+# What `.dev/run.env` keeps: the service's settings, not the rest of the shell's environment.
+_SERVICE_SETTING = re.compile(r"^(AWS_|DATABASE_URL$|S3_|SNS_|SQS_|JWT_|LAKE_|INGEST_|LOG_)")
+
+
+def _write_env(path: Path, env: dict[str, str]) -> None:
+    lines = [
+        f"{key}={shlex.quote(value)}" for key, value in sorted(env.items()) if _SERVICE_SETTING.match(key)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)  # holds the dev JWT secret
 
 
 def _port_setting(env: dict[str, str], name: str) -> int | None:

@@ -195,6 +195,22 @@ class Settings(DatabaseSettings, AuthSettings, IngestSettings):
     # Daily ingestion report to S3 and SNS, at this UTC time (HH:MM); off when unset.
     report_daily_at_utc: Annotated[time | None, BeforeValidator(_hh_mm)] = None
 
+    # The lake (SPEC 11): off unless LAKE_WAREHOUSE (s3://bucket/prefix) is set.
+    lake_warehouse: Annotated[str | None, BeforeValidator(_empty_is_unset)] = Field(
+        default=None, pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?$"
+    )
+    # glue: AWS Glue (production); sql: a SQL catalog in the service's own PostgreSQL (local, tests).
+    lake_catalog: Literal["glue", "sql"] = "sql"
+    # The Glue database / Iceberg namespace of the tables (Athena: lowercase letters, digits, underscores).
+    lake_namespace: str = Field(default="aws_s3_service", pattern=r"^[a-z_][a-z0-9_]{0,254}$")
+    lake_export_interval_seconds: float = Field(default=10.0, gt=0, le=3_600)
+    # Rows read from PostgreSQL and written as one Parquet file at a time: bounds the exporter's memory.
+    lake_export_batch_rows: int = Field(default=100_000, ge=1, le=5_000_000)
+    # Small data files rewritten into ~128 MiB ones, and old snapshots expired, this often (0: never).
+    lake_compact_interval_seconds: int = Field(default=3_600, ge=0, le=7 * 86_400)
+    # Snapshots (time travel, and readers still planning on them) are kept this long after they are replaced.
+    lake_snapshot_retention_hours: float = Field(default=168.0, gt=0, le=24 * 365)
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
 
@@ -249,6 +265,23 @@ class Settings(DatabaseSettings, AuthSettings, IngestSettings):
             raise ValueError("SQS_HEARTBEAT_SECONDS must be at most half of SQS_VISIBILITY_TIMEOUT_SECONDS")
         return self
 
+    @model_validator(mode="after")
+    def _lake_outside_the_ingested_files(self) -> "Settings":
+        # The lake writes Parquet, Avro and JSON files: in the service's own bucket, the consumer would
+        # be told of each one and ingest the lake into itself.
+        if self.lake_warehouse is None:
+            return self
+        bucket, _, prefix = self.lake_warehouse.removeprefix("s3://").partition("/")
+        prefix = prefix.rstrip("/") + "/" if prefix else ""
+        if bucket == self.s3_bucket_name and not any(
+            prefix.startswith(excluded) for excluded in self.ingest_exclude_prefixes if excluded
+        ):
+            raise ValueError(
+                "LAKE_WAREHOUSE is in S3_BUCKET_NAME: use another bucket, or a prefix listed in "
+                "INGEST_EXCLUDE_PREFIXES (the consumer would ingest the lake's own files)"
+            )
+        return self
+
     @field_validator("reconcile_prefixes")
     @classmethod
     def _sources(cls, value: list[str]) -> list[str]:
@@ -259,6 +292,10 @@ class Settings(DatabaseSettings, AuthSettings, IngestSettings):
     def reconcile_sources(self) -> list[tuple[str, str]]:
         """(bucket, prefix) pairs the sweep lists; the whole of S3_BUCKET_NAME when none is set."""
         return reconcile_sources(self.reconcile_prefixes, default_bucket=self.s3_bucket_name)
+
+    @property
+    def lake_enabled(self) -> bool:
+        return self.lake_warehouse is not None
 
     @property
     def json_budget_bytes(self) -> int:

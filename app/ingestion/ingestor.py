@@ -40,6 +40,7 @@ from app.ingestion.parsers import (
 )
 from app.ingestion.repository import Counts
 from app.ingestion.source import NETWORK_ERRORS, Counted, ObjectSource, Opened, Progress, S3ClientFor
+from app.lake import repository as lake_repository
 from app.sources import repository as sources_repository
 from app.sources.repository import StoredSource
 from app.sources.spec import QUARANTINE_PREFIX
@@ -91,9 +92,13 @@ class Ingestor:
         settings: IngestSettings,
         *,
         own_bucket: str,
+        lake: bool = False,
     ) -> None:
-        """`own_bucket`: S3_BUCKET_NAME, the only bucket whose users/{type}/ files are typed user records."""
+        """`own_bucket`: S3_BUCKET_NAME, the only bucket whose users/{type}/ files are typed user records.
+        `lake`: LAKE_WAREHOUSE is set; a file's new processed_data rows are queued for export in its load
+        transaction."""
         self._db = database
+        self._lake = lake
         self._settings = settings
         self._own_bucket = own_bucket
         self.source = ObjectSource(s3_for, max_file_bytes=settings.ingest_max_file_bytes)
@@ -250,6 +255,8 @@ class Ingestor:
                         tally = await self._load_typed(conn, stream, typed, file_id, source)
                     elif kind is None:
                         tally = await load_rows(conn, stream, file_id, ref, policy)
+                        if self._lake and tally.changed:
+                            await lake_repository.enqueue(conn, file_id, lake_repository.PROCESSED_DATA)
                     else:
                         obj = AuditedObject(ref.bucket, ref.key, ref.version_id or ref.etag)
                         changes = UserChanges(kind, file_id, obj, source.last_modified)

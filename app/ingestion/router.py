@@ -15,15 +15,18 @@ from app.ingestion.consumer import find_dead_letter_queue
 from app.ingestion.deps import IngestorDep, Loads
 from app.ingestion.schemas import (
     DailyReport,
+    FileDetail,
     FilePage,
     FileRow,
     FileStatus,
     IngestAccepted,
     IngestRequest,
+    LakeExport,
     RedriveResult,
     RuleCountRead,
     SourceCheckRead,
 )
+from app.lake import repository as lake_repository
 from app.sources.router import SourceName
 
 router = APIRouter(prefix="/ingestion", tags=["ingestion"], responses=problem_responses(401, 403))
@@ -60,14 +63,30 @@ async def list_files(
 
 
 @router.get(
-    "/files/{file_id}", response_model=FileRow, summary="One file", responses=problem_responses(404, 422)
+    "/files/{file_id}",
+    response_model=FileDetail,
+    summary="One file, with its export to the lake",
+    responses=problem_responses(404, 422),
 )
-async def get_file(_: Reader, file_id: FileId, db: Db) -> FileRow:
+async def get_file(_: Reader, file_id: FileId, db: Db) -> FileDetail:
     async with db.acquire(REQUEST_WAIT_SECONDS) as conn:
         row = await repository.get_file(conn, file_id)
+        export = await lake_repository.status(conn, file_id) if row is not None else None
     if row is None:
         raise NotFound(f"No file with id {file_id}.")
-    return row
+    detail = FileDetail.model_validate(row.model_dump())
+    if export is not None:
+        detail.lake_export = LakeExport(
+            status="exported" if export.exported_at else "pending",
+            table=export.lake_table,
+            queued_at=export.created_at,
+            exported_at=export.exported_at,
+            snapshot_id=export.snapshot_id,
+            rows_exported=export.rows_exported,
+            attempts=export.attempts,
+            last_error=export.last_error,
+        )
+    return detail
 
 
 @router.post(

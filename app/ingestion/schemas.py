@@ -2,6 +2,7 @@
 
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,6 +41,25 @@ class FileRow(BaseModel):
     source_version: int | None = Field(default=None, description="the version of the source that loaded it")
     rejected_by_rule: dict[str, int] = Field(
         default_factory=dict, description='rejected rows per broken rule, e.g. {"badge_id: regex": 2}'
+    )
+
+
+class LakeExport(BaseModel):
+    """Where the file's rows stand on their way to the lake (LAKE_WAREHOUSE)."""
+
+    status: Literal["pending", "exported"]
+    table: str = Field(description="the Iceberg table, in LAKE_NAMESPACE")
+    queued_at: datetime = Field(description="when the load committed (the export was queued with it)")
+    exported_at: datetime | None
+    snapshot_id: int | None = Field(description="the Iceberg snapshot that carries the file's rows")
+    rows_exported: int | None = Field(description="null when an earlier attempt's commit was found")
+    attempts: int = Field(description="failed attempts so far")
+    last_error: str | None
+
+
+class FileDetail(FileRow):
+    lake_export: LakeExport | None = Field(
+        default=None, description="null: the lake is off, or the file added no rows to export"
     )
 
 

@@ -12,7 +12,7 @@
 #    this one replaces); the defaults with that service's README Istio overrides (original-istio-values.yaml);
 #    dev as its README deploys it (values.yaml + values-dev.yaml + --set image.tag=abc123) and under another
 #    release name; prod; prod with istio.enabled=false; prod with Istio's JWT policies; prod and dev with
-#    two sources (sources-values.yaml).
+#    two sources (sources-values.yaml); prod with the lake on (config.LAKE_*, as from Terraform's outputs).
 # 3. kubernetes-validate --strict on every non-Istio object, for Kubernetes $KUBE_VERSION.
 # 4. Istio objects against @kubernetes-models/istio (validate-istio.mjs; unknown fields rejected).
 # 5. assert_rendered.py: probes, security context, resources = the values file's, IRSA annotation, the
@@ -55,6 +55,9 @@ trap 'rm -rf "$work"' EXIT
 deploy_values="$tools/ci-deploy-values.yaml"
 jwt_sets="istio.requestAuthentication.enabled=true,istio.authorizationPolicy.enabled=true"
 jwt_sets+=",config.JWT_JWKS_URL=https://idp.example.com/.well-known/jwks.json"
+# The lake on, with what Terraform's lake_warehouse and lake_glue_database outputs look like.
+lake_sets="config.LAKE_WAREHOUSE=s3://aws-s3-service-prod-lake-123456789012-us-east-1/warehouse"
+lake_sets+=",config.LAKE_NAMESPACE=aws_s3_service_prod,config.LAKE_EXPORT_INTERVAL_SECONDS=5"
 # `helm template` knows no cluster: these stand for one with Istio 1.22+ (the APIs the chart renders).
 istio_apis=(--api-versions networking.istio.io/v1 --api-versions security.istio.io/v1)
 
@@ -71,6 +74,7 @@ renders=(
     "prod-istio-jwt|values-prod.yaml|$jwt_sets|on"
     "prod-sources|values-prod.yaml||on|sources-values.yaml"
     "dev-sources|values-dev.yaml|istio.enabled=false|off|sources-values.yaml"
+    "prod-lake|values-prod.yaml|$lake_sets|on"
 )
 
 echo "-- helm lint"
@@ -125,6 +129,38 @@ for entry in "${renders[@]}"; do
         --release "${release:-aws-s3-service}" || fail "assertions failed ($name)"
 done
 
+echo "-- the lake's settings in the ConfigMap"
+# Off by default (its empty keys are left out, so the service's defaults apply); on, as Terraform's outputs
+# set it, with values-prod.yaml's LAKE_CATALOG=glue.
+"$python" - "$work/render" <<'PY' || fail "the lake's settings are not rendered as expected"
+import sys
+from pathlib import Path
+
+import yaml
+
+root = Path(sys.argv[1])
+expected = {
+    "defaults": {"LAKE_EXPORT_INTERVAL_SECONDS": "10"},
+    "prod-lake": {
+        "LAKE_WAREHOUSE": "s3://aws-s3-service-prod-lake-123456789012-us-east-1/warehouse",
+        "LAKE_CATALOG": "glue",
+        "LAKE_NAMESPACE": "aws_s3_service_prod",
+        "LAKE_EXPORT_INTERVAL_SECONDS": "5",
+    },
+}
+failed = False
+for render, wanted in expected.items():
+    (path,) = (root / render / "k8s").glob("*-configmap-aws-s3-service.yaml")
+    data = yaml.safe_load(path.read_text())["data"]
+    got = {key: value for key, value in data.items() if key.startswith("LAKE_")}
+    if got != wanted:
+        print(f"{render}: the ConfigMap's LAKE_* settings are {got}, expected {wanted}")
+        failed = True
+    else:
+        print(f"{render}: LAKE_* settings as expected")
+sys.exit(1 if failed else 0)
+PY
+
 echo "-- values the chart must refuse"
 # One source, enough for the schema (the app validates the rest).
 source="sources.billing.tenant=acme,sources.billing.prefix=billing/,sources.billing.format=csv"
@@ -139,6 +175,9 @@ refused=(
     'config.SQS_QUEUE_URL=|config.SQS_QUEUE_URL is required'
     'config.JWT_JWKS_URL=https://idp.example.com/jwks,config.JWT_AUDIENCE=|config.JWT_ISSUER and config.JWT_AUDIENCE are required'
     'config.SHUTDOWN_GRACE_SECONDS=45|terminationGracePeriodSeconds (60) must exceed'
+    'config.LAKE_CATALOG=hive|/config/LAKE_CATALOG'
+    'config.LAKE_WAREHOUSE=my-bucket/warehouse|/config/LAKE_WAREHOUSE'
+    'config.LAKE_NAMESPACE=aws-s3-service|/config/LAKE_NAMESPACE'
     'serviceAccount.roleArn=|serviceAccount.roleArn is required'
     'istio.sidecar.terminationDrainSeconds=5|terminationDrainSeconds (5)'
     'istio.virtualService.retries.retryOn=5xx;oops|/istio/virtualService/retries/retryOn'

@@ -100,6 +100,10 @@ fresh_copy
 edit terraform/modules/messaging/main.tf 'status = "Enabled"\n  \}\n\}' 'status = "Suspended"\n  }\n}'
 expect_failure "S3 bucket versioning suspended (checkov)" 'CKV_AWS_21'
 
+fresh_copy
+edit terraform/modules/lake/main.tf '(sid = "GlueTables".*?)resources = \[[^\]]*\]' '\1resources = ["*"]'
+expect_failure "lake policy's Glue statement on every resource (checkov)" 'CKV_AWS_356'
+
 if [[ ${failures} -ne 0 ]]; then
     echo "terraform selftest FAILED: ${failures} case(s)" >&2
     exit 1

@@ -1,5 +1,6 @@
 # What the next steps need: CI pushes to ecr_repository_url; ECS runs from this state; the Helm
-# chart takes the bucket/topic/queue, irsa_role_arn and the secrets (docs/deploy-terraform.md).
+# chart takes the bucket/topic/queue, irsa_role_arn, the secrets and, with lake_enabled, the lake's
+# warehouse and Glue database (docs/deploy-terraform.md).
 output "alb_url" {
   description = "Base URL of the service on ECS (null without ECS)."
   value       = try(module.alb[0].url, null)
@@ -83,4 +84,24 @@ output "jwt_secret_arn" {
 output "alerts_topic_arn" {
   description = "Alerts topic of the alarms; subscribe pagers or chat to it."
   value       = module.alarms.topic_arn
+}
+
+output "lake_warehouse" {
+  description = "LAKE_WAREHOUSE, s3://<bucket>/warehouse (null without lake_enabled; Helm config.LAKE_WAREHOUSE)."
+  value       = try(module.lake[0].warehouse, null)
+}
+
+output "lake_glue_database" {
+  description = "Glue database of the lake's tables: LAKE_NAMESPACE and Athena's database (null without lake_enabled)."
+  value       = try(module.lake[0].glue_database_name, null)
+}
+
+output "athena_workgroup" {
+  description = "Athena workgroup to query the lake in (null without lake_enabled)."
+  value       = try(module.lake[0].athena_workgroup_name, null)
+}
+
+output "athena_query_policy_arn" {
+  description = "Managed policy to query the lake with Athena, read-only: attach to analysts' roles (null without lake_enabled)."
+  value       = try(module.lake[0].query_policy_arn, null)
 }

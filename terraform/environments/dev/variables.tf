@@ -354,3 +354,28 @@ variable "alert_emails" {
   type        = list(string)
   default     = []
 }
+
+# --- lake (Iceberg tables in Glue, queried with Athena) ------------------------------------------
+variable "lake_enabled" {
+  description = "Create the lake (warehouse bucket, Glue database, Athena workgroup, the app's lake policy on the task and IRSA roles) and set LAKE_WAREHOUSE, LAKE_CATALOG=glue and LAKE_NAMESPACE on ECS."
+  type        = bool
+  default     = false
+}
+
+variable "lake_noncurrent_version_days" {
+  description = "Days a replaced or deleted warehouse file (orphaned by compaction or snapshot expiry) stays restorable."
+  type        = number
+  default     = 7
+}
+
+variable "athena_results_retention_days" {
+  description = "Days Athena query results are kept."
+  type        = number
+  default     = 7
+}
+
+variable "athena_bytes_scanned_cutoff_per_query" {
+  description = "Bytes one Athena query may scan before it is cancelled (at least 10485760, 10 MiB)."
+  type        = number
+  default     = 1073741824 # 1 GiB
+}

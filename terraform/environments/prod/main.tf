@@ -21,6 +21,12 @@ locals {
     { DATABASE_URL = local.database_url_secret_arn },
     var.create_jwt_secret ? { JWT_SECRET = aws_secretsmanager_secret.jwt[0].arn } : {},
   )
+
+  # The lake (lake_enabled): Glue and Athena names allow no dashes, so the database is <project>_<env>.
+  lake_bucket_name   = "${local.name}-lake-${local.account_id}-${var.aws_region}"
+  lake_database_name = replace(local.name, "-", "_")
+  # The lake's policy for the service's roles (ECS task role, IRSA role); a fixed key, known at plan.
+  lake_policy_arns = var.lake_enabled ? { lake = module.lake[0].app_policy_arn } : {}
 }
 
 # Settings that depend on each other are checked at plan time (variable validations cannot see
@@ -117,7 +123,24 @@ module "iam" {
   create_ecs_roles        = var.enable_ecs
   execution_secret_arns   = values(local.app_secret_arns)
   execution_kms_key_arns  = [module.kms.key_arn]
+  extra_task_policy_arns  = local.lake_policy_arns
   tags                    = local.tags
+}
+
+# --- lake: Iceberg tables registered in Glue, queried with Athena ---------------------------------
+module "lake" {
+  source = "../../modules/lake"
+  count  = var.lake_enabled ? 1 : 0
+
+  name                                  = local.name
+  bucket_name                           = local.lake_bucket_name
+  database_name                         = local.lake_database_name
+  force_destroy                         = var.bucket_force_destroy
+  access_log_bucket                     = var.s3_access_log_bucket
+  noncurrent_version_days               = var.lake_noncurrent_version_days
+  athena_results_days                   = var.athena_results_retention_days
+  athena_bytes_scanned_cutoff_per_query = var.athena_bytes_scanned_cutoff_per_query
+  tags                                  = local.tags
 }
 
 # --- app secrets ---------------------------------------------------------------------------------
@@ -218,6 +241,11 @@ module "ecs" {
     var.jwt_issuer == null ? {} : { JWT_ISSUER = var.jwt_issuer },
     var.jwt_audience == null ? {} : { JWT_AUDIENCE = var.jwt_audience },
     length(var.s3_bucket_roles) == 0 ? {} : { S3_BUCKET_ROLES = jsonencode(var.s3_bucket_roles) },
+    var.lake_enabled ? {
+      LAKE_WAREHOUSE = module.lake[0].warehouse
+      LAKE_CATALOG   = "glue"
+      LAKE_NAMESPACE = module.lake[0].glue_database_name
+    } : {},
   )
   secrets = local.app_secret_arns
 
@@ -255,5 +283,6 @@ module "irsa" {
   namespace         = var.k8s_namespace
   service_account   = var.k8s_service_account
   policy_arn        = module.iam.policy_arn
+  extra_policy_arns = local.lake_policy_arns
   tags              = local.tags
 }

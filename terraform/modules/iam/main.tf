@@ -1,5 +1,6 @@
 # The service's permissions, scoped to its own bucket, topic, queues and keys. One managed policy is
-# attached to both the ECS task role (here) and the EKS IRSA role (modules/irsa).
+# attached to both the ECS task role (here) and the EKS IRSA role (modules/irsa); so are the policies of
+# optional features (extra_task_policy_arns here, extra_policy_arns there: the lake's).
 data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}
 
@@ -108,6 +109,14 @@ resource "aws_iam_role_policy_attachment" "task" {
 
   role       = aws_iam_role.task[0].name
   policy_arn = aws_iam_policy.app.arn
+}
+
+# Policies of optional features (the lake), keyed by a fixed name so their ARNs may be unknown at plan.
+resource "aws_iam_role_policy_attachment" "task_extra" {
+  for_each = var.create_ecs_roles ? var.extra_task_policy_arns : {}
+
+  role       = aws_iam_role.task[0].name
+  policy_arn = each.value
 }
 
 resource "aws_iam_role" "execution" {

@@ -55,6 +55,12 @@ variable "create_ecs_roles" {
   default     = true
 }
 
+variable "extra_task_policy_arns" {
+  description = "More managed policies for the ECS task role, by a fixed name (e.g. lake = the lake module's app_policy_arn)."
+  type        = map(string)
+  default     = {}
+}
+
 variable "execution_secret_arns" {
   description = "Secrets Manager secrets the ECS agent reads to inject DATABASE_URL and JWT_SECRET."
   type        = list(string)

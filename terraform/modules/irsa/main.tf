@@ -35,3 +35,11 @@ resource "aws_iam_role_policy_attachment" "this" {
   role       = aws_iam_role.this.name
   policy_arn = var.policy_arn
 }
+
+# Policies of optional features (the lake), keyed by a fixed name so their ARNs may be unknown at plan.
+resource "aws_iam_role_policy_attachment" "extra" {
+  for_each = var.extra_policy_arns
+
+  role       = aws_iam_role.this.name
+  policy_arn = each.value
+}

@@ -45,6 +45,12 @@ variable "policy_arn" {
   type        = string
 }
 
+variable "extra_policy_arns" {
+  description = "More managed policies for the role, by a fixed name (e.g. lake = the lake module's app_policy_arn)."
+  type        = map(string)
+  default     = {}
+}
+
 variable "tags" {
   description = "Tags added to every resource of the module."
   type        = map(string)

@@ -1,0 +1,280 @@
+"""The lake (issue 19): loaded files' rows appear in the Iceberg table exactly once, through the outbox."""
+
+import asyncio
+import json
+import secrets
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from pydantic import ValidationError
+
+from app.core.config import Settings
+from app.lake.catalog import lake_table, open_catalog
+from app.lake.exporter import LakeExporter
+from tests.aws import boto_client
+from tests.helpers import ROOT, bearer, eventually, resources, run_cli, started_app
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.fixture
+def lake_database(new_database: Any) -> str:
+    """A database of the test's own: its outbox and its SQL catalog are nobody else's."""
+    return str(new_database())
+
+
+@pytest.fixture
+def lake_settings(settings: Settings, lake_database: str, moto_url: str) -> Settings:
+    """A bucket of files without event notifications (nothing reaches the suite's queue), a warehouse
+    bucket, a namespace of the test's own; the exporter looks every 0.2 s."""
+    run = secrets.token_hex(4)
+    s3 = boto_client("s3", moto_url)
+    for bucket in (f"lake-src-{run}", f"lake-wh-{run}"):
+        s3.create_bucket(Bucket=bucket)
+    return settings.model_copy(
+        update={
+            "database_url": lake_database,
+            "s3_bucket_name": f"lake-src-{run}",
+            "lake_warehouse": f"s3://lake-wh-{run}/warehouse",
+            "lake_namespace": f"test_{run}",
+            "lake_export_interval_seconds": 0.2,
+        }
+    )
+
+
+@pytest.fixture
+async def lake_app(lake_settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    async with started_app(lake_settings) as started:
+        yield started
+
+
+def put_jsonl(moto_url: str, bucket: str, key: str, records: list[dict[str, Any]]) -> None:
+    body = "".join(json.dumps(record) + "\n" for record in records).encode()
+    boto_client("s3", moto_url).put_object(Bucket=bucket, Key=key, Body=body)
+
+
+async def ingest(http: httpx.AsyncClient, key: str) -> int:
+    response = await http.post("/ingestion/files", json={"key": key}, headers=bearer())
+    assert response.status_code == 202, response.text
+    file_id = int(response.json()["file_id"])
+
+    async def completed() -> bool:
+        body = (await http.get(f"/ingestion/files/{file_id}", headers=bearer())).json()
+        assert body["status"] not in ("failed", "rejected"), body
+        return bool(body["status"] == "completed")
+
+    await eventually(completed, message=f"file {file_id} completed")
+    return file_id
+
+
+def lake_rows(settings: Settings, file_id: int) -> list[tuple[int, str, Any]]:
+    """(record_index, row_hash, record) of the file in the Iceberg table, read back with pyiceberg."""
+    table = lake_table(open_catalog(settings), settings.lake_namespace, "processed_data")
+    found = table.scan(row_filter=f"file_id == {file_id}").to_arrow().to_pylist()
+    return sorted((row["record_index"], row["row_hash"], json.loads(row["record"])) for row in found)
+
+
+async def postgres_rows(app: FastAPI, file_id: int) -> list[tuple[int, str, Any]]:
+    async with resources(app).db.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT record_index, row_hash, data FROM processed_data WHERE file_id = $1", file_id
+        )
+    return sorted((row["record_index"], row["row_hash"], row["data"]) for row in rows)
+
+
+async def exported(app: FastAPI, file_id: int) -> dict[str, Any] | None:
+    async with resources(app).db.acquire() as conn:
+        row = await conn.fetchrow("SELECT * FROM lake_exports WHERE file_id = $1", file_id)
+    return None if row is None or row["exported_at"] is None else dict(row)
+
+
+async def test_a_loaded_file_lands_in_the_lake_with_exactly_the_rows_postgresql_has(
+    lake_app: tuple[FastAPI, httpx.AsyncClient], lake_settings: Settings, moto_url: str
+) -> None:
+    app, http = lake_app
+    records = [{"n": n, "name": f"row {n}", "amount": "12.50", "tags": ["a", "b"]} for n in range(40)]
+    records.append(records[3])  # a duplicate line: stored once, exported once
+    put_jsonl(moto_url, lake_settings.s3_bucket_name, "lake/first.jsonl", records)
+    file_id = await ingest(http, "lake/first.jsonl")
+
+    export = await eventually(lambda: exported(app, file_id), message="the file's export")
+    in_postgres = await postgres_rows(app, file_id)
+    assert len(in_postgres) == 40
+    assert await asyncio.to_thread(lake_rows, lake_settings, file_id) == in_postgres
+    assert export["rows_exported"] == 40 and export["snapshot_id"] is not None
+
+    # The object replaced by the same records in another order: a new file, no new rows, nothing to export.
+    put_jsonl(moto_url, lake_settings.s3_bucket_name, "lake/first.jsonl", records[::-1])
+    again = await ingest(http, "lake/first.jsonl")
+    assert again != file_id
+    async with resources(app).db.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM lake_exports WHERE file_id = $1", again) == 0
+
+
+async def test_a_crash_between_the_lake_commit_and_the_outbox_update_adds_no_duplicate(
+    lake_app: tuple[FastAPI, httpx.AsyncClient], lake_settings: Settings, moto_url: str
+) -> None:
+    app, http = lake_app
+    put_jsonl(moto_url, lake_settings.s3_bucket_name, "lake/crash.jsonl", [{"n": n} for n in range(25)])
+    file_id = await ingest(http, "lake/crash.jsonl")
+    await eventually(lambda: exported(app, file_id), message="the file's export")
+    await resources(app).jobs.lake.stop()  # type: ignore[union-attr]  (on: LAKE_WAREHOUSE is set)
+
+    # The state a kill -9 leaves after the Iceberg commit and before the outbox update.
+    async with resources(app).db.acquire() as conn:
+        await conn.execute(
+            "UPDATE lake_exports SET exported_at = NULL, snapshot_id = NULL, rows_exported = NULL "
+            "WHERE file_id = $1",
+            file_id,
+        )
+    restarted = LakeExporter(resources(app).db, lake_settings)
+    assert await restarted.export_pending() == 1
+    export = await exported(app, file_id)
+    assert export is not None and export["rows_exported"] is None  # found in the lake, not appended
+    assert len(await asyncio.to_thread(lake_rows, lake_settings, file_id)) == 25
+
+
+async def test_two_exporters_at_once_commit_each_file_once(lake_settings: Settings, moto_url: str) -> None:
+    quiet = lake_settings.model_copy(update={"lake_export_interval_seconds": 3600.0})
+    async with started_app(quiet) as (app, http):
+        await asyncio.sleep(0)  # the app's own exporter has taken its first (empty) turn
+        files = []
+        for n in range(3):
+            key = f"lake/pair-{n}.jsonl"
+            put_jsonl(moto_url, quiet.s3_bucket_name, key, [{"file": n, "n": i} for i in range(10)])
+            files.append(await ingest(http, key))
+        detail = (await http.get(f"/ingestion/files/{files[0]}", headers=bearer())).json()
+        assert detail["lake_export"]["status"] == "pending", detail
+        first, second = LakeExporter(resources(app).db, quiet), LakeExporter(resources(app).db, quiet)
+        done = await asyncio.gather(first.export_pending(), second.export_pending())
+        leftover = await first.export_pending()  # whatever the app's own exporter left: nothing
+        assert sum(done) + leftover == 3, (done, leftover)
+        for file_id in files:
+            assert await exported(app, file_id) is not None
+            assert len(await asyncio.to_thread(lake_rows, quiet, file_id)) == 10
+            detail = (await http.get(f"/ingestion/files/{file_id}", headers=bearer())).json()
+            assert detail["lake_export"]["status"] == "exported", detail
+            assert detail["lake_export"]["rows_exported"] == 10 and detail["lake_export"]["snapshot_id"]
+
+
+async def test_with_the_lake_off_nothing_is_queued_and_its_libraries_are_not_imported(
+    client: httpx.AsyncClient, app: FastAPI, s3: Any, bucket: str
+) -> None:
+    key = f"lake-off/{secrets.token_hex(4)}.jsonl"
+    s3.put_object(Bucket=bucket, Key=key, Body=b'{"n": 1}\n')
+    file_id = await ingest(client, key)
+    async with resources(app).db.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM lake_exports WHERE file_id = $1", file_id) == 0
+    probe = (
+        "import sys, app.main, app.resources, app.cli; "
+        "print(sorted(m for m in ('pyiceberg', 'pyarrow') if m in sys.modules))"
+    )
+    command = [sys.executable, "-c", probe]
+    done = await asyncio.to_thread(subprocess.run, command, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    imported = done.stdout.strip()
+    assert imported == "[]"
+
+
+@pytest.mark.parametrize("warehouse", ["lake-bucket/warehouse", "http://lake-bucket/x", "s3://Bad_Bucket/x"])
+def test_a_warehouse_that_is_not_an_s3_location_is_refused_naming_the_setting(
+    settings: Settings, warehouse: str
+) -> None:
+    with pytest.raises(ValidationError, match="lake_warehouse"):
+        Settings.model_validate({**settings.model_dump(), "lake_warehouse": warehouse})
+
+
+def lake_env(service_env: dict[str, str], settings: Settings) -> dict[str, str]:
+    return {
+        **service_env,
+        "DATABASE_URL": str(settings.database_url),
+        "S3_BUCKET_NAME": settings.s3_bucket_name,
+        "LAKE_WAREHOUSE": settings.lake_warehouse or "",
+        "LAKE_NAMESPACE": settings.lake_namespace,
+    }
+
+
+async def test_files_loaded_before_the_lake_was_on_are_backfilled_from_the_command_line(
+    lake_settings: Settings, service_env: dict[str, str], moto_url: str, tmp_path: Any
+) -> None:
+    lake_off = lake_settings.model_copy(update={"lake_warehouse": None})
+    async with started_app(lake_off) as (app, http):
+        put_jsonl(moto_url, lake_settings.s3_bucket_name, "lake/before.jsonl", [{"n": n} for n in range(7)])
+        file_id = await ingest(http, "lake/before.jsonl")
+        assert await exported(app, file_id) is None
+
+        env = lake_env(service_env, lake_settings)
+        done = await asyncio.to_thread(run_cli, ["lake", "backfill", "--since", "2000-01-01"], env, tmp_path)
+        assert (done.returncode, done.stdout.strip()) == (
+            0,
+            "queued 1 file(s) loaded since 2000-01-01 for export",
+        )
+        done = await asyncio.to_thread(run_cli, ["lake", "backfill", "--since", "2000-01-01"], env, tmp_path)
+        assert done.stdout.startswith("queued 0 "), done.stdout  # queued once
+        done = await asyncio.to_thread(run_cli, ["lake", "export"], env, tmp_path)
+        assert (done.returncode, done.stdout.strip()) == (0, "exported 1 file(s)"), done.stderr
+        assert len(await asyncio.to_thread(lake_rows, lake_settings, file_id)) == 7
+        done = await asyncio.to_thread(run_cli, ["lake", "status"], env, tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert f"table {lake_settings.lake_namespace}.processed_data\t" in done.stdout
+        assert "records 7\t" in done.stdout and "exports: pending 0 (failing 0" in done.stdout
+
+        off = {**env, "LAKE_WAREHOUSE": ""}
+        done = await asyncio.to_thread(run_cli, ["lake", "status"], off, tmp_path)
+        assert (done.returncode, done.stderr.strip()) == (2, "LAKE_WAREHOUSE is not set: the lake is off")
+
+
+def test_a_warehouse_among_the_ingested_files_is_refused_unless_its_prefix_is_excluded(
+    settings: Settings,
+) -> None:
+    inside = f"s3://{settings.s3_bucket_name}/lake"
+    with pytest.raises(ValidationError, match="LAKE_WAREHOUSE is in S3_BUCKET_NAME"):
+        Settings.model_validate({**settings.model_dump(), "lake_warehouse": inside})
+    excluded = {
+        **settings.model_dump(),
+        "lake_warehouse": inside,
+        "ingest_exclude_prefixes": ["reports/", "lake/"],
+    }
+    assert Settings.model_validate(excluded).lake_enabled
+
+
+async def test_compaction_keeps_the_rows_and_the_exactly_once_check_while_cutting_the_file_count(
+    lake_settings: Settings, moto_url: str
+) -> None:
+    quiet = lake_settings.model_copy(
+        update={"lake_export_interval_seconds": 3600.0, "lake_export_batch_rows": 4}
+    )
+    async with started_app(quiet) as (app, http):
+        files = []
+        for n in range(4):
+            key = f"lake/small-{n}.jsonl"
+            put_jsonl(moto_url, quiet.s3_bucket_name, key, [{"file": n, "n": i} for i in range(10)])
+            files.append(await ingest(http, key))
+        exporter = LakeExporter(resources(app).db, quiet)
+        assert await exporter.export_pending() == 4
+        table = lake_table(open_catalog(quiet), quiet.lake_namespace, "processed_data")
+        before = sorted(
+            table.scan().to_arrow().to_pylist(), key=lambda row: (row["file_id"], row["record_index"])
+        )
+        files_before = len(table.inspect.files())
+        assert files_before == 12  # 3 Parquet files of at most 4 rows for each 10-row file
+
+        [result] = await exporter.compact_now()
+        table.refresh()
+        after = sorted(
+            table.scan().to_arrow().to_pylist(), key=lambda row: (row["file_id"], row["record_index"])
+        )
+        assert after == before
+        assert len(table.inspect.files()) == result.files_after < files_before
+        assert (result.groups, result.files_before, result.rows) == (1, 12, 40)
+
+        # A crash before the outbox update, found after compaction: still no duplicate.
+        async with resources(app).db.acquire() as conn:
+            await conn.execute("UPDATE lake_exports SET exported_at = NULL WHERE file_id = $1", files[1])
+        assert await exporter.export_pending() == 1
+        assert len(await asyncio.to_thread(lake_rows, quiet, files[1])) == 10
