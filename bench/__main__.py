@@ -11,12 +11,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from bench import api, consumer, ingest, recovery, sources, upload_memory
+from bench import api, consumer, ingest, lake, recovery, sources, upload_memory
 from bench.data import SEED, write_dataset
 from bench.report import MIB, Result, Skipped, Target, evaluate, table, write_json
 from bench.stack import RESULTS, ROOT, Infra, infrastructure, service
 
-CASES = ("upload", "ingest", "growth", "dlt", "big", "api", "consumer", "recovery", "sources")
+CASES = ("upload", "ingest", "growth", "lake", "dlt", "big", "api", "consumer", "recovery", "sources")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +85,7 @@ async def run(
         add(await asyncio.to_thread(upload_case, infra, plan.upload_megabytes))
     conn = await ingest.connect(infra.database_url)
     try:
-        if cases & {"ingest", "growth", "dlt", "big"}:
+        if cases & {"ingest", "growth", "lake", "dlt", "big"}:
             started = time.perf_counter()
             dataset = await asyncio.to_thread(write_dataset, infra.workdir / "data", plan.records)
             sizes = ", ".join(
@@ -105,6 +105,8 @@ async def run(
                 del rows
         if "growth" in cases:
             add(await ingest.growth_case(infra, conn, dataset, plan.runs))
+        if "lake" in cases:
+            add(await lake.lake_case(infra, conn, dataset, plan.runs))
         if "dlt" in cases:
             for file_format in ("insert_values", "csv"):
                 add(await ingest.dlt_case(infra, conn, dataset, plan.slow_runs, file_format))

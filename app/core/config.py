@@ -205,7 +205,7 @@ class Settings(DatabaseSettings, AuthSettings, IngestSettings):
     lake_namespace: str = Field(default="aws_s3_service", pattern=r"^[a-z_][a-z0-9_]{0,254}$")
     lake_export_interval_seconds: float = Field(default=10.0, gt=0, le=3_600)
     # Rows read from PostgreSQL and written as one Parquet file at a time: bounds the exporter's memory.
-    lake_export_batch_rows: int = Field(default=100_000, ge=1, le=5_000_000)
+    lake_export_batch_rows: int = Field(default=20_000, ge=1, le=5_000_000)
     # Small data files rewritten into ~128 MiB ones, and old snapshots expired, this often (0: never).
     lake_compact_interval_seconds: int = Field(default=3_600, ge=0, le=7 * 86_400)
     # Snapshots (time travel, and readers still planning on them) are kept this long after they are replaced.

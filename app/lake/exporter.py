@@ -59,16 +59,16 @@ def committed_snapshot(table: Table, file_id: int, since: datetime) -> int | Non
     return current.snapshot_id if current is not None and scan.to_arrow().num_rows else None
 
 
-def _arrow(file_id: int, rows: list[repository.LandedRow]) -> pa.Table:
+def _arrow(file_id: int, rows: repository.LandedBatch) -> pa.Table:
     return pa.Table.from_pydict(
         {
             "file_id": [file_id] * len(rows),
-            "bucket": [r.bucket for r in rows],
-            "key": [r.key for r in rows],
-            "record_index": [r.record_index for r in rows],
-            "row_hash": [r.row_hash for r in rows],
-            "record": [r.data for r in rows],
-            "loaded_at": [r.loaded_at for r in rows],
+            "bucket": rows.bucket,
+            "key": rows.key,
+            "record_index": rows.record_index,
+            "row_hash": rows.row_hash,
+            "record": rows.record,
+            "loaded_at": rows.loaded_at,
         },
         schema=ARROW_SCHEMA,
     )
@@ -190,7 +190,7 @@ class LakeExporter(BackgroundJob):
                 break
             batch = _arrow(file_id, rows)
             await asyncio.to_thread(transaction.append, batch, snapshot_properties=properties)
-            after, total = rows[-1].record_index, total + len(rows)
+            after, total = rows.record_index[-1], total + len(rows)
             del rows, batch
         if total == 0:
             return None, 0

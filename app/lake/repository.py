@@ -90,16 +90,21 @@ async def oldest_pending_age_seconds(conn: Connection) -> float:
 
 
 @dataclass(frozen=True, slots=True)
-class LandedRow:
-    bucket: str
-    key: str
-    record_index: int
-    row_hash: str
-    data: str  # the record as JSON text (PostgreSQL's rendering of the stored jsonb)
-    loaded_at: datetime
+class LandedBatch:
+    """A batch of a file's processed_data rows as columns (what Arrow takes without a row object each)."""
+
+    bucket: list[str]
+    key: list[str]
+    record_index: list[int]
+    row_hash: list[str]
+    record: list[str]  # the record as JSON text (PostgreSQL's rendering of the stored jsonb)
+    loaded_at: list[datetime]
+
+    def __len__(self) -> int:
+        return len(self.record_index)
 
 
-async def landed_rows(conn: Connection, file_id: int, after_index: int, limit: int) -> list[LandedRow]:
+async def landed_rows(conn: Connection, file_id: int, after_index: int, limit: int) -> LandedBatch:
     """Up to `limit` of the file's processed_data rows after record `after_index`, in record order (the
     (file_id, record_index) index: each batch is one index range, whatever the file's size)."""
     rows = await conn.fetch(
@@ -113,10 +118,15 @@ async def landed_rows(conn: Connection, file_id: int, after_index: int, limit: i
         after_index,
         limit,
     )
-    return [
-        LandedRow(r["bucket"], r["key"], r["record_index"], r["row_hash"], r["data"], r["created_at"])
-        for r in rows
-    ]
+    columns = LandedBatch(
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        [r[3] for r in rows],
+        [r[4] for r in rows],
+        [r[5] for r in rows],
+    )
+    return columns
 
 
 @dataclass(frozen=True, slots=True)
