@@ -15,9 +15,9 @@ from pydantic import ValidationError
 
 from app.core.config import Settings
 from app.lake.catalog import lake_table, open_catalog
-from app.lake.exporter import LakeExporter
+from app.lake.exporter import FILE_ID_PROPERTY, LakeExporter
 from tests.aws import boto_client
-from tests.helpers import ROOT, bearer, eventually, resources, run_cli, started_app
+from tests.helpers import ROOT, bearer, eventually, isolated_env, resources, run_cli, started_app
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -278,3 +278,62 @@ async def test_compaction_keeps_the_rows_and_the_exactly_once_check_while_cuttin
             await conn.execute("UPDATE lake_exports SET exported_at = NULL WHERE file_id = $1", files[1])
         assert await exporter.export_pending() == 1
         assert len(await asyncio.to_thread(lake_rows, quiet, files[1])) == 10
+
+
+async def test_an_exporter_killed_between_the_lake_commit_and_the_outbox_update_duplicates_nothing(
+    lake_settings: Settings, service_env: dict[str, str], moto_url: str, tmp_path: Any
+) -> None:
+    """A real `python -m app lake export` process, SIGKILLed after its Iceberg commit and before its outbox
+    update lands: the test holds the outbox row's lock, so the exporter's update waits exactly there."""
+    quiet = lake_settings.model_copy(update={"lake_export_interval_seconds": 3600.0})
+    async with started_app(quiet) as (app, http):
+        put_jsonl(moto_url, quiet.s3_bucket_name, "lake/killed.jsonl", [{"n": n} for n in range(30)])
+        file_id = await ingest(http, "lake/killed.jsonl")
+        env = isolated_env(lake_env(service_env, quiet))
+        async with resources(app).db.acquire() as holder, holder.transaction():
+            await holder.execute("SELECT 1 FROM lake_exports WHERE file_id = $1 FOR UPDATE", file_id)
+            exporter = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "app",
+                "lake",
+                "export",
+                cwd=tmp_path,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                table = lake_table(open_catalog(quiet), quiet.lake_namespace, "processed_data")
+
+                def committed() -> bool:
+                    assert exporter.returncode is None, "the exporter ended before its outbox update"
+                    table.refresh()
+                    return any(
+                        s.summary and s.summary.get(FILE_ID_PROPERTY) == str(file_id)
+                        for s in table.snapshots()
+                    )
+
+                await eventually(
+                    lambda: asyncio.to_thread(committed), message="the exporter's Iceberg commit"
+                )
+                waiting = (
+                    "SELECT pid FROM pg_stat_activity "
+                    "WHERE query LIKE '%UPDATE lake_exports SET exported_at%' AND wait_event_type = 'Lock'"
+                )
+                update = await eventually(
+                    lambda: holder.fetchval(waiting), message="its outbox update, waiting"
+                )
+            finally:
+                exporter.kill()
+                await exporter.wait()
+            # That update, sent before the kill, would still complete once the lock is free: end its backend
+            # too, so it never lands (the state of a crash before it was sent).
+            assert await holder.fetchval("SELECT pg_terminate_backend($1)", update)
+        assert await exported(app, file_id) is None  # the update never happened
+
+        done = await asyncio.to_thread(run_cli, ["lake", "export"], lake_env(service_env, quiet), tmp_path)
+        assert (done.returncode, done.stdout.strip()) == (0, "exported 1 file(s)"), done.stderr
+        export = await exported(app, file_id)
+        assert export is not None and export["rows_exported"] is None  # found in the lake, not appended
+        assert len(await asyncio.to_thread(lake_rows, quiet, file_id)) == 30
