@@ -337,3 +337,17 @@ async def test_an_exporter_killed_between_the_lake_commit_and_the_outbox_update_
         export = await exported(app, file_id)
         assert export is not None and export["rows_exported"] is None  # found in the lake, not appended
         assert len(await asyncio.to_thread(lake_rows, quiet, file_id)) == 30
+
+
+async def test_the_glue_catalog_takes_an_export_too(lake_settings: Settings, moto_url: str) -> None:
+    """A single-writer smoke test: moto's Glue does not check the table version on UpdateTable, so the
+    concurrency tests above run on the SQL catalog."""
+    glue = lake_settings.model_copy(update={"lake_catalog": "glue"})
+    async with started_app(glue) as (app, http):
+        put_jsonl(moto_url, glue.s3_bucket_name, "lake/glue.jsonl", [{"n": n} for n in range(12)])
+        file_id = await ingest(http, "lake/glue.jsonl")
+        await eventually(lambda: exported(app, file_id), message="the file's export")
+        assert await asyncio.to_thread(lake_rows, glue, file_id) == await postgres_rows(app, file_id)
+    tables = boto_client("glue", moto_url).get_tables(DatabaseName=glue.lake_namespace)["TableList"]
+    assert [table["Name"] for table in tables] == ["processed_data"]
+    assert tables[0]["Parameters"]["table_type"].upper() == "ICEBERG"
