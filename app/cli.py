@@ -31,6 +31,7 @@ from app.core.config import (
 from app.core.security import SCOPES, mint_token
 
 if TYPE_CHECKING:  # imported when a command runs, so `token` and `--help` stay fast
+    from app.core.db import Database
     from app.resources import Resources
 
 EXIT_OK = 0
@@ -436,44 +437,54 @@ async def _lake(args: argparse.Namespace) -> int:
     if not settings.lake_enabled:
         print("LAKE_WAREHOUSE is not set: the lake is off", file=sys.stderr)
         return EXIT_CONFIG
+    from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
+
     from app.core import db
+
+    database = await db.open_database(settings)
+    try:
+        return await _lake_command(args, settings, database)
+    except (NoSuchNamespaceError, NoSuchTableError):
+        print(f"no lake table yet in {settings.lake_namespace}: nothing has been exported", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        await database.close()
+
+
+async def _lake_command(args: argparse.Namespace, settings: Settings, database: "Database") -> int:
     from app.lake import repository
     from app.lake.catalog import open_catalog
     from app.lake.exporter import LakeExporter, describe, show
 
-    database = await db.open_database(settings)
-    try:
-        if args.lake_command == "backfill":
-            since = datetime.combine(args.since, datetime.min.time(), UTC)
-            async with database.acquire() as conn:
-                queued = await repository.backfill(conn, since)
-            print(f"queued {queued} file(s) loaded since {args.since} for export")
-            return EXIT_OK
-        if args.lake_command == "show":
-            catalog = await asyncio.to_thread(open_catalog, settings)
-            for row in await asyncio.to_thread(
-                show, catalog, settings.lake_namespace, args.table, args.file_id, args.limit
-            ):
-                print(json.dumps(row, default=str, ensure_ascii=False))
-            return EXIT_OK
-        if args.lake_command == "compact":
-            for result in await LakeExporter(database, settings).compact_now():
-                print(
-                    f"compacted {result.groups} group(s): {result.files_before} data files -> "
-                    f"{result.files_after}, {result.rows} rows; "
-                    f"{result.snapshots_expired} snapshot(s) expired"
-                )
-            return EXIT_OK
-        if args.lake_command == "export":
-            exported = await LakeExporter(database, settings).export_pending()
-            print(f"exported {exported} file(s)")
-            return EXIT_OK
+    if args.lake_command == "backfill":
+        since = datetime.combine(args.since, datetime.min.time(), UTC)
         async with database.acquire() as conn:
-            outbox = await repository.counts(conn)
+            queued = await repository.backfill(conn, since)
+        print(f"queued {queued} file(s) loaded since {args.since} for export")
+        return EXIT_OK
+    if args.lake_command == "show":
         catalog = await asyncio.to_thread(open_catalog, settings)
-        tables = await asyncio.to_thread(describe, catalog, settings.lake_namespace)
-    finally:
-        await database.close()
+        for row in await asyncio.to_thread(
+            show, catalog, settings.lake_namespace, args.table, args.file_id, args.limit
+        ):
+            print(json.dumps(row, default=str, ensure_ascii=False))
+        return EXIT_OK
+    if args.lake_command == "compact":
+        for result in await LakeExporter(database, settings).compact_now():
+            print(
+                f"compacted {result.groups} group(s): {result.files_before} data files -> "
+                f"{result.files_after}, {result.rows} rows; "
+                f"{result.snapshots_expired} snapshot(s) expired"
+            )
+        return EXIT_OK
+    if args.lake_command == "export":
+        exported = await LakeExporter(database, settings).export_pending()
+        print(f"exported {exported} file(s)")
+        return EXIT_OK
+    async with database.acquire() as conn:
+        outbox = await repository.counts(conn)
+    catalog = await asyncio.to_thread(open_catalog, settings)
+    tables = await asyncio.to_thread(describe, catalog, settings.lake_namespace)
     print(f"warehouse {settings.lake_warehouse}  catalog {settings.lake_catalog}", end="  ")
     print(f"namespace {settings.lake_namespace}")
     for table in tables:

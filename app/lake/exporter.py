@@ -21,7 +21,7 @@ from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import Table
 
 from app.core.config import Settings
-from app.core.db import DATABASE_ERRORS, Database
+from app.core.db import Database
 from app.core.jobs import BackgroundJob
 from app.lake import repository
 from app.lake.catalog import PROCESSED_DATA_SCHEMA, lake_table, open_catalog
@@ -121,22 +121,22 @@ class LakeExporter(BackgroundJob):
         """Export the oldest pending files (at most PENDING_PER_TURN); how many were exported. Nothing
         while another replica's exporter holds the lock."""
         done = 0
+        async with self._db.acquire() as conn:  # every replica reports the lag, not only the lock's holder
+            LAG_SECONDS.set(await repository.oldest_pending_age_seconds(conn))
         async with self._db.exclusive(EXPORT_LOCK_KEY) as mine:
             if not mine:
                 return 0
             async with self._db.acquire() as conn:
                 pending = await repository.pending(conn, PENDING_PER_TURN)
-                LAG_SECONDS.set(await repository.oldest_pending_age_seconds(conn))
             for export in pending:
                 try:
                     await self._export(export)
-                except DATABASE_ERRORS:
-                    raise  # the database is away: the job's turn fails and is tried again later
-                except Exception as exc:  # this file's export failed; the next ones may not
+                except Exception as exc:  # this file's export failed (S3, the catalog, its data)
                     EXPORTS.labels("failed").inc()
                     logger.warning(
                         "lake export failed", extra={"file_id": export.file_id, "reason": type(exc).__name__}
                     )
+                    # If the database is away this raises too, ending the turn: it is tried again later.
                     async with self._db.acquire() as conn:
                         await repository.mark_failed(conn, export.file_id, type(exc).__name__)
                     continue

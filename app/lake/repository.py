@@ -35,12 +35,12 @@ async def enqueue(conn: Connection, file_id: int, lake_table: str) -> None:
 
 
 async def pending(conn: Connection, limit: int) -> list[PendingExport]:
-    """The oldest exports not done yet."""
+    """The exports not done yet: never tried first, then by age."""
     rows = await conn.fetch(
         """
         SELECT file_id, lake_table FROM lake_exports
         WHERE exported_at IS NULL
-        ORDER BY created_at, file_id
+        ORDER BY attempts, created_at, file_id  -- a file that keeps failing does not hold up the others
         LIMIT $1
         """,
         limit,
