@@ -80,6 +80,7 @@ def _run(stack: contextlib.ExitStack) -> int:
     # The service reads `.env` too; its values count as set by the user.
     env = {key: value for key, value in dotenv_values(REPO_ROOT / ".env").items() if value is not None}
     env.update(os.environ)
+    given = set(env)  # the user's own (shell, .env): never copied into .dev/run.env
     started: list[str] = []
 
     if not env.get("DATABASE_URL"):
@@ -110,8 +111,9 @@ def _run(stack: contextlib.ExitStack) -> int:
         env.setdefault("LAKE_EXPORT_INTERVAL_SECONDS", "2")
     env.setdefault("JWT_SECRET", _jwt_secret(DEV_DIR / "jwt_secret"))
     env.setdefault("LOG_FORMAT", "text")  # JSON logs are for machines
-    # Commands in another terminal see what the service sees: `set -a; . .dev/run.env; set +a`.
-    _write_env(DEV_DIR / "run.env", env)
+    # Commands in another terminal see what the service sees: `set -a; . .dev/run.env; set +a` adds what
+    # make run chose (servers, resources, the dev JWT secret, the lake) to the user's own settings.
+    _write_env(DEV_DIR / "run.env", {key: value for key, value in env.items() if key not in given})
 
     _app(env, "migrate")
     if moto_started and env.get("LAKE_WAREHOUSE"):
